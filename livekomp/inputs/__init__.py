@@ -1,0 +1,1 @@
+"""Inputs: OSC, MIDI controllers and setlist cues, all turned into `ControlEvent`s."""

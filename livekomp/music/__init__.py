@@ -1,0 +1,1 @@
+"""Shared musical types, music theory and the rule-based composer."""

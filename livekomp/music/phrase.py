@@ -1,0 +1,75 @@
+"""What a composer writes: notes in beats, grouped by part, one bar at a time."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+
+class Part(Enum):
+    MELODY = "melody"
+    CHORDS = "chords"
+    BASS = "bass"
+    DRUMS = "drums"
+
+
+# 0-based MIDI channels: melody on 1, chords on 2, bass on 3, drums on General MIDI's 10.
+PART_CHANNELS: dict[Part, int] = {
+    Part.MELODY: 0,
+    Part.CHORDS: 1,
+    Part.BASS: 2,
+    Part.DRUMS: 9,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """One note; `start_beats` is relative to the start of its bar."""
+
+    pitch: int
+    start_beats: float
+    duration_beats: float
+    velocity: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.pitch <= 127:
+            raise ValueError(f"pitch must be 0..127, got {self.pitch}")
+        if not 1 <= self.velocity <= 127:
+            raise ValueError(f"velocity must be 1..127, got {self.velocity}")
+        if self.start_beats < 0:
+            raise ValueError(f"start_beats must be >= 0, got {self.start_beats}")
+        if self.duration_beats <= 0:
+            raise ValueError(f"duration_beats must be > 0, got {self.duration_beats}")
+
+    @property
+    def end_beats(self) -> float:
+        return self.start_beats + self.duration_beats
+
+
+@dataclass(frozen=True, slots=True)
+class BarRequest:
+    """What the performer asks a composer for: bar `index` of the piece, in this mood."""
+
+    index: int
+    beats_per_bar: int
+    tonic: int  # pitch class 0..11 of the set's key
+    valence: float  # -1 sad .. +1 happy
+    arousal: float  # -1 calm .. +1 excited
+    density: float = 0.5  # 0..1, the performer's density control; 0.5 is neutral
+    intensity: float = 0.5  # 0..1, overall dynamics; 0.5 is neutral
+
+
+@dataclass(frozen=True, slots=True)
+class ComposedBar:
+    """One bar of music for every part, with what the composer decided, for the report."""
+
+    index: int
+    beats_per_bar: int
+    parts: dict[Part, tuple[Note, ...]]
+    composer: str
+    mode: str = ""  # e.g. "dorian"
+    chord: str = ""  # e.g. "ii7"
+    info: dict[str, object] = field(default_factory=dict)
+
+    def note_count(self, part: Part) -> int:
+        return len(self.parts.get(part, ()))
