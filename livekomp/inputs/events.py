@@ -38,10 +38,12 @@ class ControlEvent:
     """A parameter change or a trigger.
 
     `glide_s` asks the mood to glide to the value over that many seconds (setlist ramps);
-    None means "use the live slew smoothing"; 0 means jump.
+    None means "use the live slew smoothing"; 0 means jump. `at_beat` pins a change to a beat
+    (a setlist tempo cue lands on its bar line); None means "as soon as it can".
     """
 
     param: Param
     value: float | str | None = None
     source: str = ""
     glide_s: float | None = None
+    at_beat: float | None = None

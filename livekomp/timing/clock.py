@@ -135,14 +135,20 @@ class MasterClock:
                 self._bpm = self._map.bpm_at(self.current_beat())
             self._publish(None)
 
-    def set_tempo(self, bpm: float) -> float:
-        """Change tempo from the next whole beat; returns that beat (or 0.0 when stopped)."""
+    def set_tempo(self, bpm: float, from_beat: float | None = None) -> float:
+        """Change tempo from `from_beat` (default: the next whole beat); returns that beat.
+
+        A `from_beat` already past is moved to the next whole beat: the past cannot be re-timed.
+        When the clock is stopped the tempo applies from the next start (returns 0.0).
+        """
         bpm = check_bpm(bpm)
         with self._lock:
             if self._map is None:
                 self._bpm = bpm
                 return 0.0
-            from_beat = float(math.floor(self.current_beat()) + 1)
+            next_beat = float(math.floor(self.current_beat()) + 1)
+            if from_beat is None or from_beat < self.current_beat():
+                from_beat = next_beat
             self._publish(self._map.with_tempo(bpm, from_beat))
             return from_beat
 
@@ -153,9 +159,16 @@ class MasterClock:
         return self.tempo_map.time_at(beat)
 
     async def sleep_until_beat(self, beat: float) -> None:
-        """Sleep in trio until `beat`; a tempo change meanwhile re-plans the wake-up."""
+        """Sleep in trio until `beat`; a tempo change meanwhile re-plans the wake-up.
+
+        While the clock is stopped this waits for it to start (and then for the beat).
+        """
         while True:
-            delay = self.tempo_map.time_at(beat) - self.now_s()
+            tempo_map = self._map
+            if tempo_map is None:
+                await self._changed.wait()
+                continue
+            delay = tempo_map.time_at(beat) - self.now_s()
             if delay <= 0:
                 return
             changed = self._changed

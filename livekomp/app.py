@@ -1,0 +1,142 @@
+"""Live: wires the services of the data flow and owns the root nursery.
+
+    OSC, MIDI in ─► control router ─► mood ─► composer ─► performer ─► dispatcher ─► MIDI out
+                                                 clock ─────────────────────▲
+
+Every way out — Ctrl-C, SIGTERM, an exception anywhere — ends in the same shielded cleanup that
+releases every sounding note (note-offs, then CC 123 on every channel used) and sends MIDI Stop.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from livekomp import __version__
+from livekomp.composer import ComposerService
+from livekomp.config import LiveConfig
+from livekomp.inputs.events import ControlEvent
+from livekomp.inputs.mapping import load_mapping
+from livekomp.inputs.midi import serve_midi_in
+from livekomp.inputs.osc import serve_osc
+from livekomp.inputs.stats import InputStats
+from livekomp.midiports import api_name, choose_api
+from livekomp.mood import Mood, MoodState
+from livekomp.music import messages
+from livekomp.music.phrase import ComposedBar
+from livekomp.music.rules import RuleComposer
+from livekomp.music.theory import parse_key
+from livekomp.outputs.midi import FanOut, MidiSink, RtMidiOutput, TrackedOutput
+from livekomp.outputs.midifile import MidiFileRecorder
+from livekomp.performer import ControlRouter, Performer, PerformerConfig
+from livekomp.report import RunReport
+from livekomp.timing.clock import MasterClock
+from livekomp.timing.dispatcher import Dispatcher
+
+log = logging.getLogger("livekomp")
+
+
+def _log_bar(bar: ComposedBar, mood: Mood) -> None:
+    counts = " ".join(f"{part.value[0]}{len(notes)}" for part, notes in bar.parts.items())
+    log.info(
+        "bar %4d | v %+.2f a %+.2f | %-10s %-6s | %s | %s",
+        bar.index, mood.valence, mood.arousal, bar.mode, bar.chord, bar.composer, counts,
+    )
+
+
+async def _stop_on_signals(cancel_scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("%s: stopping, releasing all notes", signal.Signals(signum).name)
+            cancel_scope.cancel()
+            return
+
+
+async def serve_live(config: LiveConfig) -> None:
+    """Run the live server until Ctrl-C or SIGTERM."""
+    tonic = parse_key(config.key)
+    mapping = load_mapping(config.mappings)
+    api = choose_api(config.midi_api)
+    port = await trio.to_thread.run_sync(partial(RtMidiOutput, config.midi_out, api=api))
+    sinks: list[MidiSink] = [port]
+    recorder = None
+    if config.record:
+        recorder = MidiFileRecorder(config.record, beats_per_bar=config.beats_per_bar,
+                                    bpm=config.bpm)
+        sinks.append(recorder)
+    output = TrackedOutput(FanOut(sinks))
+    clock = MasterClock(config.bpm)
+    if recorder is not None:
+        recorder.follow_tempo(clock)
+    dispatcher = Dispatcher(clock, output, spin_s=config.spin_us * 1e-6,
+                            rt_priority=config.rt_priority)
+    stats = InputStats()
+    report = RunReport({"livekomp": __version__, "mode": "live", "seed": config.seed,
+                        "bpm": config.bpm, "beats_per_bar": config.beats_per_bar,
+                        "key": config.key})
+    composer = ComposerService(RuleComposer(config.seed))
+    mood = MoodState(slew_s=config.slew_s)
+
+    def on_bar(bar: ComposedBar, bar_mood: Mood) -> None:
+        report.on_bar(bar, bar_mood)
+        _log_bar(bar, bar_mood)
+
+    performer = Performer(
+        clock, dispatcher, composer, mood,
+        PerformerConfig(beats_per_bar=config.beats_per_bar, tonic=tonic,
+                        lookahead_beats=config.lookahead_beats, clock_out=config.clock_out),
+        on_bar=on_bar,
+    )
+
+    def on_line(kind: str, event: ControlEvent) -> None:
+        report.on_line(kind, event)
+        log.info("%s: %s", kind, event.value)
+
+    router = ControlRouter(performer, on_line=on_line)
+    send, receive = trio.open_memory_channel[ControlEvent](256)
+    dispatcher.start()
+    log.info("livekomp %s: MIDI out %s via %s (%s), dispatcher %s", __version__, port.port_label,
+             api_name(api), "virtual port" if config.midi_out is None else "existing port",
+             "SCHED_FIFO" if config.rt_priority else "normal priority")
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
+            await nursery.start(router.serve, receive)
+            osc_port = await nursery.start(
+                partial(serve_osc, config.osc_host, config.osc_port, mapping, send.clone(), stats)
+            )
+            await nursery.start(
+                partial(serve_midi_in, config.midi_in, mapping, send.clone(), stats, api=api)
+            )
+            send.close()
+            await nursery.start(performer.serve)
+            log.info("listening for OSC on %s:%s; playing at %.1f BPM in %s, %d/4",
+                     config.osc_host, osc_port, config.bpm, config.key, config.beats_per_bar)
+    finally:
+        with trio.CancelScope(shield=True):
+            _release_everything(dispatcher, output, clock)
+            port.close()
+            if recorder is not None:
+                recorder.close()
+                log.info("recorded %s", recorder.path)
+            if config.summary:
+                report.extra["inputs"] = stats.as_dict()
+                report.extra["composer"] = composer.summary()
+                report.write(Path(config.summary))
+            log.info("stopped; inputs: %s", stats.as_dict())
+
+
+def _release_everything(dispatcher: Dispatcher, output: TrackedOutput, clock: MasterClock) -> None:
+    """Stop sending, release every sounding note, and tell followers the transport stopped."""
+    beat = clock.current_beat() if clock.running else 0.0
+    try:
+        dispatcher.close()
+    except Exception:
+        log.exception("the dispatcher had failed")
+    output.release_all(beat)
+    output.send(bytes((messages.CLOCK_STOP,)), beat)
+

@@ -1,0 +1,183 @@
+"""The `livekomp` command: rehearse, serve, ports, bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import runpy
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import trio
+
+from livekomp import __version__
+
+log = logging.getLogger("livekomp")
+
+# Flags of `serve` and the LiveConfig field each one sets (only flags actually given override).
+SERVE_FLAGS: dict[str, str] = {
+    "mapping": "mappings",
+    "osc_host": "osc_host",
+    "osc_port": "osc_port",
+    "midi_api": "midi_api",
+    "midi_out": "midi_out",
+    "midi_in": "midi_in",
+    "bpm": "bpm",
+    "beats_per_bar": "beats_per_bar",
+    "key": "key",
+    "seed": "seed",
+    "lookahead_beats": "lookahead_beats",
+    "slew_s": "slew_s",
+    "clock_out": "clock_out",
+    "record": "record",
+    "summary": "summary",
+    "rt_priority": "rt_priority",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="livekomp", description="Live-performance server: your mood, composed a bar ahead."
+    )
+    parser.add_argument("--version", action="version", version=f"livekomp {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")
+    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    rehearse = commands.add_parser("rehearse", help="render a setlist offline in virtual time")
+    rehearse.add_argument("setlist", type=Path, help="setlist TOML file")
+    rehearse.add_argument("--out", type=Path, required=True, help="output folder")
+    rehearse.add_argument("--seed", type=int, help="random seed (default: the setlist's, or 0)")
+    rehearse.add_argument("--lookahead-beats", type=float, default=1.0,
+                          help="how far ahead of each bar line it is composed (default 1)")
+
+    serve = commands.add_parser("serve", help="run live until Ctrl-C or SIGTERM")
+    serve.add_argument("--config", type=Path, help="TOML file with a [serve] table")
+    serve.add_argument("--mapping", action="append", metavar="FILE",
+                       help="mapping file or preset name (repeatable; default: touchosc, midi_cc)")
+    serve.add_argument("--osc-host", help="address to listen for OSC on (default 127.0.0.1)")
+    serve.add_argument("--osc-port", type=int, help="UDP port for OSC (default 9000)")
+    serve.add_argument("--midi-api", choices=["auto", "jack", "alsa", "coremidi"],
+                       help="MIDI system (default auto: CoreMIDI, ALSA, else JACK)")
+    serve.add_argument("--midi-out", metavar="NAME",
+                       help="existing output port to play into (default: a virtual port)")
+    serve.add_argument("--midi-in", metavar="NAME",
+                       help="controller input port (default: a virtual input port)")
+    serve.add_argument("--bpm", type=float, help="tempo (default 120)")
+    serve.add_argument("--beats-per-bar", type=int, help="metre (default 4)")
+    serve.add_argument("--key", help="tonic, e.g. C, F#, Bb (valence picks the mode)")
+    serve.add_argument("--seed", type=int, help="random seed (default 0)")
+    serve.add_argument("--lookahead-beats", type=float, help="compose this far ahead (default 1)")
+    serve.add_argument("--slew-s", type=float, help="fader smoothing time constant (default 0.3)")
+    serve.add_argument("--no-clock-out", dest="clock_out", action="store_false", default=None,
+                       help="do not send MIDI clock, Start and Stop")
+    serve.add_argument("--record", metavar="FILE.mid", help="also write what is sent to a .mid")
+    serve.add_argument("--summary", metavar="FILE.json", help="write a run summary on exit")
+    serve.add_argument("--rt-priority", type=int,
+                       help="SCHED_FIFO priority of the send thread, 0 = normal (default 3)")
+
+    ports = commands.add_parser("ports", help="list the MIDI ports livekomp can see")
+    ports.add_argument("--midi-api", default="auto", choices=["auto", "jack", "alsa", "coremidi"])
+
+    bench = commands.add_parser("bench", help="run tools/bench.py (from a source checkout)")
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for tools/bench.py")
+    return parser
+
+
+def _run_rehearse(args: argparse.Namespace) -> int:
+    from livekomp.inputs.setlist import load_setlist
+    from livekomp.rehearsal import rehearse
+
+    setlist = load_setlist(args.setlist)
+    result = rehearse(setlist, args.out, seed=args.seed, lookahead_beats=args.lookahead_beats)
+    totals = result.summary["totals"]
+    print(f"rehearsed {setlist.title!r}: {setlist.bars} bars at {setlist.bpm:g} BPM")
+    print(f"  {result.midi_path}")
+    print(f"  {result.summary_path}")
+    print(f"  notes: {json.dumps(totals['notes'])}")  # type: ignore[index]
+    return 0
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from livekomp.app import serve_live
+    from livekomp.config import load_live_config
+
+    overrides = {
+        field: getattr(args, flag)
+        for flag, field in SERVE_FLAGS.items()
+        if getattr(args, flag) is not None
+    }
+    config = load_live_config(args.config, overrides)
+    trio.run(serve_live, config)
+    return 0
+
+
+def _run_ports(args: argparse.Namespace) -> int:
+    from livekomp.midiports import api_name, choose_api
+    from livekomp.outputs.midi import list_ports
+
+    api = choose_api(args.midi_api)
+    inputs, outputs = list_ports(api)
+    print(f"MIDI system: {api_name(api)}")
+    print("inputs:")
+    for name in inputs or ["(none)"]:
+        print(f"  {name}")
+    print("outputs:")
+    for name in outputs or ["(none)"]:
+        print(f"  {name}")
+    return 0
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    script = Path(__file__).resolve().parents[1] / "tools" / "bench.py"
+    if not script.exists():
+        raise FileNotFoundError(f"{script}: bench needs a source checkout of livekomp")
+    sys.argv = [str(script), *args.args]
+    runpy.run_path(str(script), run_name="__main__")
+    return 0
+
+
+COMMANDS = {"rehearse": _run_rehearse, "serve": _run_serve, "ports": _run_ports,
+            "bench": _run_bench}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        problems = _user_problems(exc)
+        if problems is None:
+            raise
+        for problem in problems:
+            print(f"livekomp: error: {problem}", file=sys.stderr)
+        return 2
+
+
+def _user_problems(exc: BaseException) -> list[str] | None:
+    """The messages of errors a user can fix (bad file, busy port, missing JACK), or None if
+    `exc` holds anything else, which is a bug and keeps its traceback."""
+    from livekomp.config import ConfigError
+    from livekomp.inputs.mapping import MappingError
+    from livekomp.inputs.setlist import SetlistError
+    from livekomp.outputs.midi import MidiPortError
+
+    user_errors = (ConfigError, MappingError, SetlistError, MidiPortError, OSError)
+    if isinstance(exc, BaseExceptionGroup):
+        found = [_user_problems(inner) for inner in exc.exceptions]
+        if any(problems is None for problems in found):
+            return None
+        return [problem for problems in found if problems for problem in problems]
+    if isinstance(exc, user_errors):
+        return [str(exc)]
+    return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())

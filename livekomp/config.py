@@ -1,0 +1,122 @@
+"""Configuration: frozen dataclasses, read once from TOML, overridden by command-line flags.
+
+A config file has one table per command, e.g.
+
+    [serve]
+    bpm = 110
+    osc_port = 9000
+    mappings = ["touchosc", "mappings/my_faders.toml"]
+
+A bad key or value fails at start-up with the file and the key in the message.
+"""
+
+from __future__ import annotations
+
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from livekomp.music.theory import parse_key
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the file and the key."""
+
+
+@dataclass(frozen=True, slots=True)
+class LiveConfig:
+    """Everything `livekomp serve` needs."""
+
+    mappings: tuple[str, ...] = ("touchosc", "midi_cc")
+    osc_host: str = "127.0.0.1"
+    osc_port: int = 9000
+    midi_api: str = "auto"  # auto, jack, alsa, coremidi
+    midi_out: str | None = None  # None: a virtual port named "livekomp"
+    midi_in: str | None = None  # None: a virtual input port for controllers
+    bpm: float = 120.0
+    beats_per_bar: int = 4
+    key: str = "C"
+    seed: int = 0
+    lookahead_beats: float = 1.0
+    slew_s: float = 0.3
+    clock_out: bool = True
+    record: str | None = None  # write what was sent to this .mid
+    summary: str | None = None  # write a run summary (bars, inputs, composer) here on exit
+    rt_priority: int = 3  # SCHED_FIFO priority of the send thread; keep below the audio server
+    spin_us: float = 200.0  # how long before a deadline the send thread stops sleeping and spins
+
+    def __post_init__(self) -> None:
+        checks = {
+            "osc_port": 0 <= self.osc_port <= 65535,
+            "bpm": 20 <= self.bpm <= 400,
+            "beats_per_bar": 1 <= self.beats_per_bar <= 16,
+            "lookahead_beats": 0 < self.lookahead_beats <= self.beats_per_bar,
+            "slew_s": 0 <= self.slew_s <= 60,
+            "rt_priority": 0 <= self.rt_priority <= 99,
+            "spin_us": 0 <= self.spin_us <= 5000,
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise ConfigError(f"{key}: {getattr(self, key)!r} is out of range")
+        try:
+            parse_key(self.key)
+        except ValueError as exc:
+            raise ConfigError(f"key: {exc}") from None
+
+
+def _coerce(name: str, hint: Any, value: object, where: str) -> object:
+    """Check a TOML value against a field's type hint; ints are accepted for floats."""
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    for option in options:
+        if option is type(None) and value is None:
+            return None
+        if option is bool and isinstance(value, bool):
+            return value
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if option is str and isinstance(value, str):
+            return value
+        if typing.get_origin(option) is tuple and isinstance(value, list):
+            if all(isinstance(item, str) for item in value):
+                return tuple(value)
+    raise ConfigError(f"{where}{name}: {value!r} is not a valid value ({hint})")
+
+
+def config_from_table(table: dict[str, object], where: str = "") -> dict[str, object]:
+    """Validate a table of LiveConfig overrides (unknown keys and wrong types are errors)."""
+    hints = typing.get_type_hints(LiveConfig)
+    known = {f.name for f in fields(LiveConfig)}
+    values: dict[str, object] = {}
+    for key, value in table.items():
+        if key not in known:
+            raise ConfigError(f"{where}{key}: unknown setting; known: {', '.join(sorted(known))}")
+        values[key] = _coerce(key, hints[key], value, where)
+    return values
+
+
+def load_live_config(path: str | Path | None, overrides: dict[str, object]) -> LiveConfig:
+    """The [serve] table of `path` (if given), then `overrides` (flags that were set) on top."""
+    values: dict[str, object] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            with path.open("rb") as f:
+                data = tomllib.load(f)
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        table = data.get("serve", {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: serve: expected a [serve] table")
+        values = config_from_table(table, f"{path}: serve.")
+    values.update(config_from_table(overrides, "command line: "))
+    try:
+        return replace(LiveConfig(), **values)  # type: ignore[arg-type]
+    except ConfigError as exc:
+        raise ConfigError(f"{path or 'command line'}: {exc}") from None

@@ -1,0 +1,305 @@
+"""MIDI outputs: the sink protocol, the rtmidi port, an in-memory recorder, fan-out, note tracking.
+
+Every sink takes raw bytes plus the beat the message belongs to (a `.mid` recorder writes the
+beat; a live port ignores it). The dispatcher sends through a `TrackedOutput`, which remembers
+every sounding note so that a panic, a stop or a crash can always release them.
+
+Virtual port names (`port_name=None`), so a DAW or `jack_connect` can find the port:
+
+- JACK: client `livekomp`, port `out` — the full name is `livekomp:out`. If another client already
+  holds the name `livekomp`, JACK renames ours `livekomp-01`, `livekomp-02`, …; `.port_label` says
+  which one we got.
+- ALSA sequencer: client `livekomp`, port `out` (`livekomp:out`, listed with its numbers).
+- CoreMIDI: a virtual source named `livekomp`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import NamedTuple, Protocol
+
+import rtmidi
+
+from livekomp.midiports import CLIENT_NAME, api_name
+from livekomp.music.messages import (
+    CC_ALL_NOTES_OFF,
+    CC_ALL_SOUND_OFF,
+    CONTROL_CHANGE,
+    control_change,
+    is_note_off,
+    is_note_on,
+    note_off,
+)
+
+log = logging.getLogger(__name__)
+
+VIRTUAL_PORT_NAME = "out"
+
+JACK_HINT = (
+    "is a JACK server running? Start one with: jackd -d dummy -r 48000 -p 128 & "
+    "then: jack_wait -w -t 10"
+)
+
+
+class MidiPortError(OSError):
+    """A MIDI port could not be opened, found or written to."""
+
+
+class MidiSink(Protocol):
+    """Anything that takes MIDI messages: a port, a file recorder, a fake."""
+
+    def send(self, data: bytes, beat: float) -> None:
+        """Send `data` now; `beat` is the beat it belongs to (for recorders)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def _open_error(api: int, action: str, err: BaseException) -> MidiPortError:
+    hint = f"; {JACK_HINT}" if api == rtmidi.API_UNIX_JACK else ""
+    return MidiPortError(f"cannot {action} ({api_name(api)} MIDI): {err}{hint}")
+
+
+def list_ports(api: int) -> tuple[list[str], list[str]]:
+    """The (input, output) port names that `api` sees now, for `livekomp ports`."""
+    try:
+        midi_in = rtmidi.MidiIn(api, name=f"{CLIENT_NAME}-ports")
+        midi_out = rtmidi.MidiOut(api, name=f"{CLIENT_NAME}-ports")
+        try:
+            return midi_in.get_ports(), midi_out.get_ports()
+        finally:
+            midi_in.delete()
+            midi_out.delete()
+    except rtmidi.RtMidiError as err:
+        raise _open_error(api, "list MIDI ports", err) from err
+
+
+class RtMidiOutput:
+    """A python-rtmidi output: a virtual port (`port_name=None`) or an existing port.
+
+    An existing port is found by case-insensitive substring of its name; the first match wins.
+    `port_label` is the name a peer sees (the full JACK port name for a virtual JACK port).
+    Opening talks to the MIDI system and may block briefly: call it off the trio thread.
+    """
+
+    def __init__(self, port_name: str | None, *, api: int) -> None:
+        self.api = api
+        try:
+            self._midi_out = rtmidi.MidiOut(api, name=CLIENT_NAME)
+        except rtmidi.RtMidiError as err:
+            raise _open_error(api, "create a MIDI client", err) from err
+        try:
+            if port_name is None:
+                self.port_label = self._open_virtual()
+            else:
+                self.port_label = self._open_existing(port_name)
+        except BaseException:
+            self._midi_out.delete()
+            raise
+        log.info("MIDI output open: %s (%s)", self.port_label, api_name(api))
+
+    def _open_virtual(self) -> str:
+        if self.api == rtmidi.API_UNIX_JACK:
+            return self._open_virtual_jack()
+        port = CLIENT_NAME if self.api == rtmidi.API_MACOSX_CORE else VIRTUAL_PORT_NAME
+        try:
+            self._midi_out.open_virtual_port(port)
+        except rtmidi.RtMidiError as err:
+            raise _open_error(self.api, f"open virtual port {port!r}", err) from err
+        if self.api == rtmidi.API_MACOSX_CORE:
+            return port
+        return f"{CLIENT_NAME}:{port}"
+
+    def _open_virtual_jack(self) -> str:
+        # JACK renames the client when `livekomp` is taken, and rtmidi does not tell us the name
+        # it got; find our port as the one that appeared among the JACK MIDI sources.
+        try:
+            probe = rtmidi.MidiIn(self.api, name=f"{CLIENT_NAME}-probe")
+        except rtmidi.RtMidiError as err:
+            raise _open_error(self.api, "connect to JACK", err) from err
+        try:
+            before = set(probe.get_ports())
+            self._midi_out.open_virtual_port(VIRTUAL_PORT_NAME)
+            new = [
+                name
+                for name in probe.get_ports()
+                if name not in before
+                and name.startswith(CLIENT_NAME)
+                and name.endswith(f":{VIRTUAL_PORT_NAME}")
+            ]
+        except rtmidi.RtMidiError as err:
+            raise _open_error(self.api, f"open virtual port {VIRTUAL_PORT_NAME!r}", err) from err
+        finally:
+            probe.delete()
+        if len(new) == 1:
+            return new[0]
+        guess = f"{CLIENT_NAME}:{VIRTUAL_PORT_NAME}"
+        log.warning("could not tell which JACK port is ours among %s; assuming %s", new, guess)
+        return guess
+
+    def _open_existing(self, port_name: str) -> str:
+        try:
+            ports = self._midi_out.get_ports()
+        except rtmidi.RtMidiError as err:
+            raise _open_error(self.api, "list MIDI output ports", err) from err
+        wanted = port_name.lower()
+        for index, name in enumerate(ports):
+            if wanted in name.lower():
+                try:
+                    self._midi_out.open_port(index)
+                except rtmidi.RtMidiError as err:
+                    raise _open_error(self.api, f"open MIDI port {name!r}", err) from err
+                return name
+        available = ", ".join(repr(p) for p in ports) or "none"
+        raise MidiPortError(
+            f"no MIDI output port matches {port_name!r} ({api_name(self.api)}); "
+            f"available: {available}"
+        )
+
+    def send(self, data: bytes, beat: float) -> None:
+        try:
+            self._midi_out.send_message(data)
+        except rtmidi.RtMidiError as err:
+            raise MidiPortError(f"cannot send to {self.port_label}: {err}") from err
+
+    def close(self) -> None:
+        if not self._midi_out.is_deleted:
+            self._midi_out.close_port()
+            self._midi_out.delete()
+
+
+class SentMessage(NamedTuple):
+    beat: float
+    data: bytes
+    time_s: float
+
+
+class MemoryOutput:
+    """Records what it is sent, with the time it arrived: the fake port for tests and benchmarks."""
+
+    def __init__(self, *, now_s: Callable[[], float] = time.perf_counter) -> None:
+        self.now_s = now_s
+        self.sent: list[SentMessage] = []
+        self.closed = False
+
+    def send(self, data: bytes, beat: float) -> None:
+        if self.closed:
+            raise MidiPortError("send on a closed MemoryOutput")
+        self.sent.append(SentMessage(beat, bytes(data), self.now_s()))
+
+    def close(self) -> None:
+        self.closed = True
+
+    @property
+    def data(self) -> list[bytes]:
+        return [m.data for m in self.sent]
+
+
+class FanOut:
+    """Sends every message to several sinks (the live port and the `.mid` recorder).
+
+    One failing sink does not starve the others: all are tried, then the first error is raised.
+    """
+
+    def __init__(self, sinks: Iterable[MidiSink]) -> None:
+        self.sinks = tuple(sinks)
+
+    def send(self, data: bytes, beat: float) -> None:
+        _call_all([lambda s=s: s.send(data, beat) for s in self.sinks])
+
+    def close(self) -> None:
+        _call_all([s.close for s in self.sinks])
+
+
+def _call_all(calls: Iterable[Callable[[], None]]) -> None:
+    first: Exception | None = None
+    for call in calls:
+        try:
+            call()
+        except Exception as err:
+            if first is None:
+                first = err
+            else:
+                log.error("another MIDI sink failed too: %r", err)
+    if first is not None:
+        raise first
+
+
+class TrackedOutput:
+    """Wraps a sink and remembers every sounding note, so that all of them can be released.
+
+    Notes are counted per (channel, pitch). A note-on for a pitch already sounding first sends a
+    note-off (never a stuck double); the earlier note's own note-off is then absorbed, so it does
+    not cut the re-struck note short. A note-off for a note that is not sounding is dropped (its
+    note-on was cancelled). Thread-safe: the dispatcher thread sends while a panic may come from
+    another thread; the lock is re-entrant so a signal handler on a sending thread cannot deadlock.
+    """
+
+    def __init__(self, sink: MidiSink) -> None:
+        self.sink = sink
+        self._lock = threading.RLock()
+        self._note_counts: dict[tuple[int, int], int] = {}
+        self._channels: set[int] = set()
+
+    @property
+    def sounding(self) -> frozenset[tuple[int, int]]:
+        """(channel, pitch) of every note sounding now."""
+        with self._lock:
+            return frozenset(self._note_counts)
+
+    @property
+    def channels_used(self) -> frozenset[int]:
+        with self._lock:
+            return frozenset(self._channels)
+
+    def send(self, data: bytes, beat: float) -> None:
+        with self._lock:
+            status = data[0]
+            if status < 0xF0:
+                self._channels.add(status & 0x0F)
+            if is_note_on(data):
+                key = (status & 0x0F, data[1])
+                held = self._note_counts.get(key, 0)
+                # Counted before sending: if the send fails, a release still covers the note.
+                self._note_counts[key] = held + 1
+                if held:
+                    self.sink.send(note_off(*key), beat)
+                self.sink.send(data, beat)
+            elif is_note_off(data):
+                key = (status & 0x0F, data[1])
+                held = self._note_counts.get(key, 0)
+                if held > 1:
+                    self._note_counts[key] = held - 1
+                elif held == 1:
+                    self.sink.send(data, beat)
+                    del self._note_counts[key]
+            else:
+                self.sink.send(data, beat)
+                if status & 0xF0 == CONTROL_CHANGE and data[1] in (
+                    CC_ALL_NOTES_OFF,
+                    CC_ALL_SOUND_OFF,
+                ):
+                    channel = status & 0x0F
+                    for key in [k for k in self._note_counts if k[0] == channel]:
+                        del self._note_counts[key]
+
+    def release_all(self, beat: float) -> None:
+        """Note-off for every sounding note, then All Notes Off (CC 123) on every channel used.
+
+        Every message is attempted even if some fail; the first failure is raised afterwards.
+        """
+        with self._lock:
+            sounding = sorted(self._note_counts)
+            self._note_counts.clear()
+            calls = [lambda k=k: self.sink.send(note_off(*k), beat) for k in sounding]
+            calls += [
+                lambda c=c: self.sink.send(control_change(c, CC_ALL_NOTES_OFF, 0), beat)
+                for c in sorted(self._channels)
+            ]
+            _call_all(calls)
+
+    def close(self) -> None:
+        self.sink.close()

@@ -1,0 +1,124 @@
+"""A `.mid` recorder: keeps what was sent, stamped with its beat, and writes a type-1 file.
+
+Track 0 is the conductor (name, time signature, tempo map); then one named track per part,
+chosen by channel. Realtime messages (clock, start, stop) are not part of a Standard MIDI File
+and are left out. Writing is deterministic: the same messages give the same bytes.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import mido
+
+from livekomp.music.messages import send_order
+from livekomp.music.phrase import PART_CHANNELS, Part
+from livekomp.timing.clock import MasterClock
+
+TICKS_PER_BEAT = 480
+
+# General MIDI programs that make a rehearsal file sound right in any GM player (0-based).
+PART_PROGRAMS: dict[Part, int] = {
+    Part.MELODY: 4,  # Electric Piano 1
+    Part.CHORDS: 89,  # Pad 2 (warm)
+    Part.BASS: 33,  # Electric Bass (finger)
+}
+
+
+def _microseconds_per_beat(bpm: float) -> int:
+    return round(60_000_000 / bpm)
+
+
+class MidiFileRecorder:
+    """A MIDI sink that writes `path` when closed. Thread-safe: the dispatcher thread sends."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        title: str = "livekomp",
+        beats_per_bar: int = 4,
+        bpm: float = 120.0,
+    ) -> None:
+        self.path = Path(path)
+        self.title = title
+        self.beats_per_bar = beats_per_bar
+        self._tempi: dict[int, float] = {0: bpm}
+        self._events: list[tuple[int, int, int, bytes]] = []
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def set_tempo(self, beat: float, bpm: float) -> None:
+        """Record a tempo change; a later change at the same tick replaces an earlier one."""
+        with self._lock:
+            tick = max(0, round(beat * TICKS_PER_BEAT))
+            for later in [t for t in self._tempi if t > tick]:
+                del self._tempi[later]  # a new tempo map replaces everything after it
+            self._tempi[tick] = bpm
+
+    def follow_tempo(self, clock: MasterClock) -> None:
+        """Record every tempo map `clock` publishes from now on."""
+
+        def record() -> None:
+            if clock.running:
+                for segment in clock.tempo_map.segments:
+                    self.set_tempo(segment.start_beat, segment.bpm)
+
+        clock.add_listener(record)
+
+    def send(self, data: bytes, beat: float) -> None:
+        if not data or data[0] >= 0xF0:
+            return
+        with self._lock:
+            tick = max(0, round(beat * TICKS_PER_BEAT))
+            self._events.append((tick, int(send_order(data)), len(self._events), bytes(data)))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            midi = self._build()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        midi.save(self.path)
+
+    def _build(self) -> mido.MidiFile:
+        midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
+        conductor: list[tuple[int, mido.MetaMessage]] = [
+            (0, mido.MetaMessage("track_name", name=self.title)),
+            (0, mido.MetaMessage("time_signature", numerator=self.beats_per_bar, denominator=4)),
+        ]
+        conductor += [
+            (tick, mido.MetaMessage("set_tempo", tempo=_microseconds_per_beat(bpm)))
+            for tick, bpm in sorted(self._tempi.items())
+        ]
+        midi.tracks.append(_track(conductor))
+
+        by_channel: dict[int, list[tuple[int, int, int, bytes]]] = {}
+        for event in sorted(self._events):
+            by_channel.setdefault(event[3][0] & 0x0F, []).append(event)
+        names = {channel: part for part, channel in PART_CHANNELS.items()}
+        for channel in sorted(set(names) | set(by_channel)):
+            part = names.get(channel)
+            name = part.value if part else f"channel {channel + 1}"
+            timed: list[tuple[int, mido.Message | mido.MetaMessage]] = [
+                (0, mido.MetaMessage("track_name", name=name))
+            ]
+            if part in PART_PROGRAMS:
+                timed.append((0, mido.Message("program_change", channel=channel,
+                                              program=PART_PROGRAMS[part])))
+            timed += [(tick, mido.Message.from_bytes(data)) for tick, _, _, data in
+                      by_channel.get(channel, [])]
+            midi.tracks.append(_track(timed))
+        return midi
+
+
+def _track(timed: list[tuple[int, mido.Message | mido.MetaMessage]]) -> mido.MidiTrack:
+    track = mido.MidiTrack()
+    now = 0
+    for tick, message in timed:
+        track.append(message.copy(time=tick - now))
+        now = tick
+    track.append(mido.MetaMessage("end_of_track", time=0))
+    return track

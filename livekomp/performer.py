@@ -1,0 +1,269 @@
+"""The performer: works ahead of the music, turning composed bars into scheduled MIDI.
+
+For each bar it wakes `lookahead_beats` before the bar line, reads the mood at that moment (so
+content changes land on the next bar line), asks the composer service for the bar, and hands
+note-ons, note-offs and MIDI clock ticks to the dispatcher. It also owns the transport (start,
+stop, panic) and routes every control event to where it belongs.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+import trio
+
+from livekomp.composer import ComposerService
+from livekomp.inputs.events import ControlEvent, Param
+from livekomp.mood import Mood, MoodState
+from livekomp.music import messages
+from livekomp.music.messages import ScheduledMessage
+from livekomp.music.phrase import PART_CHANNELS, BarRequest, ComposedBar
+from livekomp.timing.clock import MasterClock
+
+log = logging.getLogger("livekomp.performer")
+
+# MIDI Start goes a quarter tick before the first clock tick, so a follower counts that tick as
+# beat 0 (the MIDI spec: the first clock after Start is the first beat).
+START_LEAD_BEATS = 0.25 / messages.CLOCK_TICKS_PER_BEAT
+END_MARGIN_BEATS = 1.0 / messages.CLOCK_TICKS_PER_BEAT
+
+
+class Dispatch(Protocol):
+    """What the performer needs of a dispatcher (live thread or virtual-time task)."""
+
+    def submit(self, scheduled: Iterable[ScheduledMessage]) -> None: ...
+    def cancel_from(self, beat: float) -> None: ...
+    def panic(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PerformerConfig:
+    beats_per_bar: int = 4
+    tonic: int = 0
+    lookahead_beats: float = 1.0
+    clock_out: bool = True  # send MIDI clock (0xF8, Start, Stop) with the notes
+    preroll_s: float = 0.25  # time from "start" to beat 0 beyond the lookahead
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.beats_per_bar <= 16:
+            raise ValueError(f"beats_per_bar must be 1..16, got {self.beats_per_bar}")
+        if not 0 < self.lookahead_beats <= self.beats_per_bar:
+            raise ValueError(
+                f"lookahead_beats must be in (0, beats_per_bar], got {self.lookahead_beats}"
+            )
+
+
+def render_bar(bar: ComposedBar, start_beat: float, *, clock_ticks: bool) -> list[ScheduledMessage]:
+    """A composed bar → the note-ons, note-offs (and clock ticks) that play it from `start_beat`."""
+    scheduled: list[ScheduledMessage] = []
+    for part, notes in bar.parts.items():
+        channel = PART_CHANNELS[part]
+        for note in notes:
+            on_beat = start_beat + note.start_beats
+            scheduled.append(
+                ScheduledMessage.at(on_beat, messages.note_on(channel, note.pitch, note.velocity))
+            )
+            scheduled.append(
+                ScheduledMessage.at(on_beat + note.duration_beats, messages.note_off(channel, note.pitch))
+            )
+    if clock_ticks:
+        ticks = bar.beats_per_bar * messages.CLOCK_TICKS_PER_BEAT
+        tick = bytes((messages.CLOCK_TICK,))
+        scheduled.extend(
+            ScheduledMessage.at(start_beat + i / messages.CLOCK_TICKS_PER_BEAT, tick)
+            for i in range(ticks)
+        )
+    scheduled.sort()
+    return scheduled
+
+
+BarListener = Callable[[ComposedBar, Mood], None]
+
+
+class Performer:
+    def __init__(
+        self,
+        clock: MasterClock,
+        dispatcher: Dispatch,
+        composer: ComposerService,
+        mood: MoodState,
+        config: PerformerConfig,
+        *,
+        on_bar: BarListener | None = None,
+    ) -> None:
+        self.clock = clock
+        self.dispatcher = dispatcher
+        self.composer = composer
+        self.mood = mood
+        self.config = config
+        self.on_bar = on_bar
+        self.bars_played = 0
+        self._planned_until = 0.0
+        self._play_scope: trio.CancelScope | None = None
+        self._start_requested = trio.Event()
+
+    @property
+    def playing(self) -> bool:
+        return self._play_scope is not None
+
+    def start(self) -> None:
+        """Start from bar 0 (from the trio thread). Ignored while already playing."""
+        if not self.playing:
+            self._start_requested.set()
+
+    def stop(self) -> None:
+        """Stop the transport: release every note and send MIDI Stop. The clock restarts from
+        beat 0 at the next start."""
+        if self._play_scope is not None:
+            self._play_scope.cancel()
+
+    def panic(self) -> None:
+        """Release every sounding note and drop the notes already scheduled; the clock and the
+        transport go on, and the music comes back at the next bar the performer plans."""
+        self.dispatcher.panic()
+        if self.clock.running and self.config.clock_out:
+            now = self.clock.current_beat()
+            self.dispatcher.submit(self._clock_ticks(now, self._planned_until))
+        log.info("panic: all notes released")
+
+    def _clock_ticks(self, from_beat: float, until_beat: float) -> list[ScheduledMessage]:
+        per_beat = messages.CLOCK_TICKS_PER_BEAT
+        first = math.ceil(from_beat * per_beat)
+        last = math.ceil(until_beat * per_beat)
+        tick = bytes((messages.CLOCK_TICK,))
+        return [ScheduledMessage.at(i / per_beat, tick) for i in range(first, last)]
+
+    async def serve(
+        self,
+        *,
+        autostart: bool = True,
+        max_bars: int | None = None,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """Play whenever started; with `max_bars`, return after that many bars have sounded.
+
+        With `autostart`, reports started once the clock runs (beat 0 is a lookahead and a
+        preroll away), so services that wait on beats can start right after.
+        """
+        if autostart:
+            self._start_requested.set()
+        else:
+            task_status.started()
+        while True:
+            await self._start_requested.wait()
+            self._start_requested = trio.Event()
+            self._start_clock()
+            if autostart:
+                task_status.started()
+                autostart = False
+            if await self._play(max_bars):
+                return
+
+    def _start_clock(self) -> None:
+        config = self.config
+        seconds_per_beat = 60.0 / self.clock.bpm
+        lead_s = config.lookahead_beats * seconds_per_beat + config.preroll_s
+        self.clock.start(self.clock.now_s() + lead_s)
+        if config.clock_out:
+            start = ScheduledMessage.at(-START_LEAD_BEATS, bytes((messages.CLOCK_START,)))
+            self.dispatcher.submit([start])
+
+    async def _play(self, max_bars: int | None) -> bool:
+        """Plan bars until `max_bars` (True: the set is over) or until stopped (False)."""
+        self._planned_until = 0.0
+        self.bars_played = 0
+        finished = False
+        with trio.CancelScope() as scope:
+            self._play_scope = scope
+            try:
+                bar = 0
+                while max_bars is None or bar < max_bars:
+                    await self._plan_bar(bar)
+                    bar += 1
+                # A tick past the end, so the last note-offs have gone out as scheduled.
+                await self.clock.sleep_until_beat(self._planned_until + END_MARGIN_BEATS)
+                finished = True
+            finally:
+                self._play_scope = None
+                self._end_of_play()
+        return finished
+
+    async def _plan_bar(self, index: int) -> None:
+        config = self.config
+        start_beat = float(index * config.beats_per_bar)
+        await self.clock.sleep_until_beat(start_beat - config.lookahead_beats)
+        mood = self.mood.at(self.clock.now_s())
+        request = BarRequest(
+            index=index,
+            beats_per_bar=config.beats_per_bar,
+            tonic=config.tonic,
+            valence=mood.valence,
+            arousal=mood.arousal,
+            density=mood.density,
+            intensity=mood.intensity,
+        )
+        bar = await self.composer.compose(request)
+        self.dispatcher.submit(render_bar(bar, start_beat, clock_ticks=config.clock_out))
+        self._planned_until = start_beat + config.beats_per_bar
+        self.bars_played = index + 1
+        if self.on_bar is not None:
+            self.on_bar(bar, mood)
+
+    def _end_of_play(self) -> None:
+        """Runs on every way out of playing (finished, stopped, cancelled, crashed)."""
+        now = self.clock.current_beat()
+        self.dispatcher.cancel_from(now)
+        self.dispatcher.panic()
+        if self.config.clock_out:
+            self.dispatcher.submit([ScheduledMessage.at(now, bytes((messages.CLOCK_STOP,)))])
+
+
+class ControlRouter:
+    """Sends each control event where it belongs: mood, clock, transport, voice queue."""
+
+    def __init__(
+        self,
+        performer: Performer,
+        *,
+        on_line: Callable[[str, ControlEvent], None] | None = None,
+    ) -> None:
+        self.performer = performer
+        self.on_line = on_line
+        self.unhandled = 0
+
+    def handle(self, event: ControlEvent) -> None:
+        performer = self.performer
+        clock = performer.clock
+        match event.param:
+            case Param.START:
+                performer.start()
+            case Param.STOP:
+                performer.stop()
+            case Param.PANIC:
+                performer.panic()
+            case Param.TEMPO:
+                assert isinstance(event.value, int | float)
+                clock.set_tempo(float(event.value), event.at_beat)
+            case Param.SAY | Param.SCENE:
+                if self.on_line is not None:
+                    self.on_line(event.param.value, event)
+            case _:
+                if not performer.mood.apply(event, clock.now_s()):
+                    self.unhandled += 1
+                    log.warning("dropped %s %r from %s: not understood", event.param.value,
+                                event.value, event.source)
+
+    async def serve(
+        self,
+        receive: trio.MemoryReceiveChannel[ControlEvent],
+        *,
+        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        task_status.started()
+        async with receive:
+            async for event in receive:
+                self.handle(event)

@@ -1,0 +1,77 @@
+"""The run report: per bar, the mood used, the notes per part and which composer made it.
+
+Everything in it is a function of the inputs and the seed (no wall-clock times, no absolute
+paths), so the same rehearsal writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from livekomp.inputs.events import ControlEvent
+from livekomp.mood import Mood
+from livekomp.music.phrase import ComposedBar, Part
+
+
+class RunReport:
+    def __init__(self, header: dict[str, object]) -> None:
+        self.header = header
+        self.bars: list[dict[str, object]] = []
+        self.lines: list[dict[str, object]] = []
+        self.extra: dict[str, object] = {}
+        self._current_bar = 0
+
+    def on_bar(self, bar: ComposedBar, mood: Mood) -> None:
+        self._current_bar = bar.index
+        self.bars.append(
+            {
+                "bar": bar.index,
+                "mood": mood.as_dict(),
+                "composer": bar.composer,
+                "mode": bar.mode,
+                "chord": bar.chord,
+                "notes": {part.value: bar.note_count(part) for part in Part},
+            }
+        )
+
+    def on_line(self, kind: str, event: ControlEvent, bar: int | None = None) -> None:
+        self.lines.append(
+            {
+                "bar": self._current_bar if bar is None else bar,
+                "kind": kind,
+                "text": event.value,
+                "source": event.source,
+            }
+        )
+
+    def totals(self) -> dict[str, object]:
+        notes: Counter[str] = Counter()
+        composers: Counter[str] = Counter()
+        modes: Counter[str] = Counter()
+        for bar in self.bars:
+            notes.update(bar["notes"])  # type: ignore[arg-type]
+            composers[str(bar["composer"])] += 1
+            modes[str(bar["mode"])] += 1
+        return {
+            "bars": len(self.bars),
+            "notes": dict(notes),
+            "bars_by_composer": dict(sorted(composers.items())),
+            "bars_by_mode": dict(sorted(modes.items())),
+        }
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            **self.header,
+            **self.extra,
+            "totals": self.totals(),
+            "bars": self.bars,
+            "lines": self.lines,
+        }
+
+    def write(self, path: str | Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = json.dumps(self.as_dict(), indent=2, sort_keys=False, ensure_ascii=False)
+        path.write_text(text + "\n", encoding="utf-8")

@@ -1,0 +1,137 @@
+"""Real peers for the live tests: `livekomp serve` run the way a performer runs it, and the
+third-party tools that talk to it (jack_midi_dump, jack_connect, oscsend)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def jack_running() -> bool:
+    if shutil.which("jack_lsp") is None:
+        return False
+    result = subprocess.run(["jack_lsp"], capture_output=True, timeout=10)
+    return result.returncode == 0
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Serve:
+    """`livekomp serve` in a subprocess, its log in a file we can wait on."""
+
+    def __init__(self, tmp_path: Path, *args: str) -> None:
+        self.osc_port = free_udp_port()
+        self.log_path = tmp_path / "serve.log"
+        self.summary_path = tmp_path / "summary.json"
+        self.record_path = tmp_path / "live.mid"
+        self._log = self.log_path.open("w")
+        command = [
+            sys.executable, "-m", "livekomp.cli", "serve", "--midi-api", "jack",
+            "--osc-port", str(self.osc_port), "--summary", str(self.summary_path),
+            "--record", str(self.record_path), *args,
+        ]
+        self.process = subprocess.Popen(
+            command, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def wait_for(self, text: str, timeout_s: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for line in self.log().splitlines():
+                if text in line:
+                    return line
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"livekomp serve never logged {text!r}:\n{self.log()}")
+
+    def port_label(self) -> str:
+        line = self.wait_for("MIDI output open: ")
+        return line.split("MIDI output open: ", 1)[1].split(" (", 1)[0]
+
+    def stop(self, signum: int = signal.SIGTERM, timeout_s: float = 10.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signum)
+        try:
+            return self.process.wait(timeout=timeout_s)
+        finally:
+            self._log.close()
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self._log.close()
+
+
+class MidiDump:
+    """`jack_midi_dump -a`: a third-party JACK MIDI receiver, frames at 48 kHz."""
+
+    def __init__(self, tmp_path: Path, name: str) -> None:
+        self.name = name
+        self.path = tmp_path / f"{name}.txt"
+        self._out = self.path.open("w")
+        self.process = subprocess.Popen(
+            ["stdbuf", "-oL", "jack_midi_dump", "-a", name],
+            stdout=self._out, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 10
+        while f"{name}:input" not in subprocess.run(
+            ["jack_lsp"], capture_output=True, text=True
+        ).stdout:
+            if time.monotonic() > deadline:
+                raise AssertionError("jack_midi_dump did not register its port")
+            time.sleep(0.05)
+
+    @property
+    def port(self) -> str:
+        return f"{self.name}:input"
+
+    def events(self) -> list[tuple[int, bytes]]:
+        """(frame, message bytes) of everything received so far."""
+        events = []
+        for line in self.path.read_text().splitlines():
+            frame, sep, rest = line.partition(":")
+            if not sep or not frame.strip().isdigit():
+                continue
+            hex_bytes = []
+            for token in rest.split():
+                if len(token) == 2 and all(c in "0123456789abcdef" for c in token):
+                    hex_bytes.append(int(token, 16))
+                else:
+                    break
+            if hex_bytes:
+                events.append((int(frame), bytes(hex_bytes)))
+        return events
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        self._out.close()
+
+
+def connect(source: str, destination: str) -> None:
+    subprocess.run(["jack_connect", source, destination], check=True, capture_output=True)
+
+
+def oscsend(port: int, address: str, types: str = "", *values: object) -> None:
+    command = ["oscsend", "127.0.0.1", str(port), address]
+    if types:
+        command += [types, *map(str, values)]
+    subprocess.run(command, check=True, capture_output=True, timeout=10)

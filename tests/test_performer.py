@@ -1,0 +1,208 @@
+"""The performer in virtual time, with a composer that records what it was asked and an
+in-memory port that records what was sent."""
+
+import math
+
+import pytest
+import trio
+
+from livekomp.composer import ComposerService
+from livekomp.inputs.events import ControlEvent, Param
+from livekomp.mood import MoodState
+from livekomp.music import messages
+from livekomp.music.phrase import BarRequest, ComposedBar, Note, Part
+from livekomp.outputs.midi import MemoryOutput, TrackedOutput
+from livekomp.performer import ControlRouter, Performer, PerformerConfig, render_bar
+from livekomp.timing.clock import MasterClock
+from livekomp.timing.dispatcher import VirtualDispatcher
+
+
+class RecordingComposer:
+    """One whole-bar melody note a bar, its pitch telling the valence it was asked for."""
+
+    name = "recording"
+
+    def __init__(self, fail_at: int | None = None) -> None:
+        self.requests: list[BarRequest] = []
+        self.fail_at = fail_at
+
+    def compose_bar(self, request: BarRequest) -> ComposedBar:
+        self.requests.append(request)
+        if request.index == self.fail_at:
+            raise RuntimeError("model exploded")
+        pitch = 60 + round(request.valence * 10)
+        parts = {
+            Part.MELODY: (Note(pitch, 0.0, float(request.beats_per_bar), 90),),
+            Part.BASS: (Note(36, 0.0, 1.0, 80), Note(43, 2.0, 1.0, 80)),
+        }
+        return ComposedBar(request.index, request.beats_per_bar, parts, self.name)
+
+
+class Rig:
+    def __init__(self, composer=None, *, bpm=120.0, clock_out=True, fallback=None):
+        self.clock = MasterClock(bpm, now_s=trio.current_time)
+        self.port = MemoryOutput(now_s=trio.current_time)
+        self.output = TrackedOutput(self.port)
+        self.dispatcher = VirtualDispatcher(self.clock, self.output)
+        self.composer = composer or RecordingComposer()
+        self.mood = MoodState(slew_s=0.0)
+        self.performer = Performer(
+            self.clock,
+            self.dispatcher,
+            ComposerService(self.composer, fallback),
+            self.mood,
+            PerformerConfig(beats_per_bar=4, lookahead_beats=1.0, clock_out=clock_out),
+        )
+        self.router = ControlRouter(self.performer)
+
+    def sent(self, predicate):
+        return [m for m in self.port.sent if predicate(m.data)]
+
+
+def note_ons(rig, channel=None):
+    return rig.sent(lambda d: messages.is_note_on(d) and (channel is None or d[0] & 15 == channel))
+
+
+async def test_bars_land_on_bar_lines_with_clock_ticks(autojump_clock):
+    rig = Rig()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rig.dispatcher.serve)
+        await rig.performer.serve(max_bars=3)
+        nursery.cancel_scope.cancel()
+    origin = rig.clock.time_at(0.0)
+    melody = note_ons(rig, 0)
+    assert [m.beat for m in melody] == [0.0, 4.0, 8.0]
+    for m in rig.port.sent:  # each message went out at its beat's time, exactly
+        assert m.time_s == pytest.approx(origin + m.beat * 0.5, abs=1e-9)
+    ticks = rig.sent(lambda d: d == bytes([messages.CLOCK_TICK]))
+    assert len(ticks) == 3 * 4 * 24
+    starts = rig.sent(lambda d: d == bytes([messages.CLOCK_START]))
+    assert len(starts) == 1 and starts[0].time_s < ticks[0].time_s
+    assert rig.sent(lambda d: d == bytes([messages.CLOCK_STOP]))
+    assert not rig.output.sounding
+
+
+async def test_content_changes_land_on_the_next_bar_line(autojump_clock):
+    rig = Rig()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rig.dispatcher.serve)
+
+        async def move_fader():
+            # Half-way through bar 1 (beats 4..8): bar 2 is planned at beat 7.
+            await rig.clock.sleep_until_beat(6.0)
+            rig.router.handle(ControlEvent(Param.VALENCE, 1.0))
+
+        await nursery.start(rig.performer.serve)  # starts the clock
+        nursery.start_soon(move_fader)
+        await rig.clock.sleep_until_beat(16.5)
+        rig.performer.stop()
+        await trio.sleep(0.1)
+        nursery.cancel_scope.cancel()
+    pitches = [m.data[1] for m in note_ons(rig, 0)]
+    assert pitches == [60, 60, 70, 70, 70]  # bars 0..4; bar 4 was planned at beat 15
+
+
+async def test_tempo_change_takes_effect_on_the_next_beat(autojump_clock):
+    rig = Rig(bpm=120)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rig.dispatcher.serve)
+
+        async def speed_up():
+            await rig.clock.sleep_until_beat(2.5)
+            rig.router.handle(ControlEvent(Param.TEMPO, 60.0))
+
+        nursery.start_soon(speed_up)
+        await rig.performer.serve(max_bars=2)
+        nursery.cancel_scope.cancel()
+    ticks = rig.sent(lambda d: d == bytes([messages.CLOCK_TICK]))
+    gaps = [b.time_s - a.time_s for a, b in zip(ticks, ticks[1:], strict=False)]
+    assert gaps[: 3 * 24] == pytest.approx([0.5 / 24] * (3 * 24))  # beats 0..3 at 120
+    assert gaps[3 * 24 :] == pytest.approx([1.0 / 24] * (len(gaps) - 3 * 24))  # then 60
+
+
+async def test_stop_releases_every_note_and_sends_midi_stop(autojump_clock):
+    rig = Rig()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rig.dispatcher.serve)
+        await nursery.start(rig.performer.serve)
+        await rig.clock.sleep_until_beat(5.5)  # the melody note of bar 1 is sounding
+        assert (0, 60) in rig.output.sounding
+        rig.router.handle(ControlEvent(Param.STOP))
+        await trio.sleep(1.0)
+        assert not rig.performer.playing
+        sent_before = len(rig.port.sent)
+        await trio.sleep(5.0)
+        assert len(rig.port.sent) == sent_before  # nothing more after the stop
+        nursery.cancel_scope.cancel()
+    assert not rig.output.sounding
+    tail = [m.data for m in rig.port.sent[-6:]]
+    assert messages.note_off(0, 60) in tail
+    assert messages.control_change(0, messages.CC_ALL_NOTES_OFF, 0) in tail
+    assert tail[-1] == bytes([messages.CLOCK_STOP])
+    assert not [m for m in rig.port.sent if messages.is_note_on(m.data) and m.beat >= 8.0]
+
+
+async def test_start_after_stop_plays_again_from_bar_zero(autojump_clock):
+    rig = Rig()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rig.dispatcher.serve)
+        await nursery.start(rig.performer.serve)
+        await rig.clock.sleep_until_beat(2.0)
+        rig.router.handle(ControlEvent(Param.STOP))
+        await trio.sleep(1.0)
+        rig.router.handle(ControlEvent(Param.START))
+        await trio.sleep(0.01)
+        await rig.clock.sleep_until_beat(4.5)
+        nursery.cancel_scope.cancel()
+    assert [r.index for r in rig.composer.requests] == [0, 0, 1]  # stopped before bar 1
+    assert len(rig.sent(lambda d: d == bytes([messages.CLOCK_START]))) == 2
+
+
+async def test_panic_releases_notes_and_the_music_comes_back(autojump_clock):
+    rig = Rig()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rig.dispatcher.serve)
+        await nursery.start(rig.performer.serve)
+        await rig.clock.sleep_until_beat(4.5)
+        rig.router.handle(ControlEvent(Param.PANIC))
+        assert not rig.output.sounding
+        await rig.clock.sleep_until_beat(12.5)
+        nursery.cancel_scope.cancel()
+    assert rig.performer.bars_played >= 3
+    melody_beats = [m.beat for m in note_ons(rig, 0)]
+    assert 8.0 in melody_beats  # the next planned bar plays
+    ticks = rig.sent(lambda d: d == bytes([messages.CLOCK_TICK]))
+    tick_beats = [m.beat for m in ticks]
+    assert tick_beats == pytest.approx([i / 24 for i in range(len(ticks))])  # no gap
+
+
+async def test_a_failing_composer_is_replaced_by_the_fallback(autojump_clock):
+    rig = Rig(RecordingComposer(fail_at=1), fallback=RecordingComposer())
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rig.dispatcher.serve)
+        await rig.performer.serve(max_bars=3)
+        nursery.cancel_scope.cancel()
+    assert len(note_ons(rig, 0)) == 3
+    assert rig.performer.composer.outcomes == {"fresh": 2, "failed": 1, "fallback": 1}
+
+
+async def test_an_exception_releases_every_sounding_note(autojump_clock):
+    rig = Rig(RecordingComposer(fail_at=2))  # no fallback: the error propagates
+    with pytest.raises(Exception) as info:  # noqa: PT011 - a trio ExceptionGroup or the error
+        async with trio.open_nursery() as nursery:
+            await nursery.start(rig.dispatcher.serve)
+            await rig.performer.serve(max_bars=4)
+    assert "model exploded" in repr(info.value)
+    assert not rig.output.sounding
+    assert messages.note_off(0, 60) in rig.port.data
+
+
+def test_render_bar_orders_offs_before_ons_at_the_same_beat():
+    bar = ComposedBar(
+        0, 2, {Part.MELODY: (Note(60, 0.0, 1.0, 90), Note(60, 1.0, 1.0, 90))}, "test"
+    )
+    rendered = render_bar(bar, 8.0, clock_ticks=False)
+    assert [(m.beat, m.data[0] & 0xF0) for m in rendered] == [
+        (8.0, 0x90), (9.0, 0x80), (9.0, 0x90), (10.0, 0x80)
+    ]
+    assert math.isclose(rendered[-1].beat, 10.0)

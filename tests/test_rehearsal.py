@@ -1,0 +1,148 @@
+"""Whole rehearsals in virtual time: the files they write and the music in them."""
+
+from pathlib import Path
+
+import mido
+import pytest
+
+from livekomp.inputs.setlist import load_setlist, parse_setlist
+from livekomp.music.theory import detect_key
+from livekomp.rehearsal import rehearse
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def render(tmp_path, data, seed=1, name="set"):
+    setlist = parse_setlist(data, Path(f"{name}.toml"))
+    return rehearse(setlist, tmp_path / f"{name}-{seed}", seed=seed)
+
+
+def notes_by_bar(midi_path, beats_per_bar=4):
+    """(bar, channel, pitch, velocity, duration_beats) for every note in the file."""
+    midi = mido.MidiFile(midi_path)
+    notes = []
+    for track in midi.tracks[1:]:
+        tick = 0
+        open_notes = {}
+        for message in track:
+            tick += message.time
+            if message.type == "note_on" and message.velocity > 0:
+                open_notes[(message.channel, message.note)] = (tick, message.velocity)
+            elif message.type in ("note_off", "note_on"):
+                start, velocity = open_notes.pop((message.channel, message.note))
+                beat = start / midi.ticks_per_beat
+                notes.append(
+                    (int(beat // beats_per_bar), message.channel, message.note, velocity,
+                     (tick - start) / midi.ticks_per_beat)
+                )
+        assert not open_notes, f"notes left hanging in {track.name}: {open_notes}"
+    return notes
+
+
+def key_of(notes):
+    pitched = [(pitch, duration) for _, channel, pitch, _, duration in notes if channel != 9]
+    return detect_key(pitched)
+
+
+VALENCE_ARC = {
+    "bpm": 110,
+    "bars": 16,
+    "key": "D",
+    "cue": [{"bar": 0, "valence": -0.8, "arousal": 0.0}, {"bar": 8, "valence": 0.8}],
+}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_valence_from_sad_to_happy_goes_from_minor_to_major(tmp_path, seed):
+    result = render(tmp_path, VALENCE_ARC, seed)
+    notes = notes_by_bar(result.midi_path)
+    first = [n for n in notes if n[0] < 8]
+    second = [n for n in notes if n[0] >= 8]
+    assert key_of(first)[1] == "minor"
+    assert key_of(second)[1] == "major"
+    modes = [bar["mode"] for bar in result.summary["bars"]]
+    assert len(set(modes[:8])) == 1 and len(set(modes[8:])) == 1 and modes[0] != modes[8]
+
+
+AROUSAL_RISE = {
+    "bpm": 100,
+    "bars": 16,
+    "cue": [{"bar": 0, "valence": 0.2, "arousal": -0.8}, {"bar": 8, "arousal": 0.8}],
+}
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_arousal_rise_doubles_density_and_raises_velocity(tmp_path, seed):
+    notes = notes_by_bar(render(tmp_path, AROUSAL_RISE, seed).midi_path)
+    calm = [n for n in notes if n[0] < 8]
+    excited = [n for n in notes if n[0] >= 8]
+    assert len(excited) >= 2 * len(calm)
+    melody_calm = [n for n in calm if n[1] == 0]
+    melody_excited = [n for n in excited if n[1] == 0]
+    assert len(melody_excited) >= 2 * len(melody_calm)
+
+    def mean_velocity(ns):
+        return sum(n[3] for n in ns) / len(ns)
+
+    assert mean_velocity(excited) > mean_velocity(calm) + 10
+
+
+def test_same_seed_same_bytes_other_seed_other_music(tmp_path):
+    setlist = load_setlist(EXAMPLES / "sunrise.toml")
+    a = rehearse(setlist, tmp_path / "a", seed=5)
+    b = rehearse(setlist, tmp_path / "b", seed=5)
+    c = rehearse(setlist, tmp_path / "c", seed=6)
+    assert a.midi_path.read_bytes() == b.midi_path.read_bytes()
+    assert a.summary_path.read_bytes() == b.summary_path.read_bytes()
+    assert a.midi_path.read_bytes() != c.midi_path.read_bytes()
+
+
+def test_midi_file_layout_and_tempo_map(tmp_path):
+    setlist = load_setlist(EXAMPLES / "storm.toml")
+    result = rehearse(setlist, tmp_path)
+    midi = mido.MidiFile(result.midi_path)
+    assert midi.type == 1
+    assert [track.name for track in midi.tracks] == ["Storm waltz", "melody", "chords", "bass",
+                                                     "drums"]
+    tick = 0
+    tempi = []
+    for message in midi.tracks[0]:
+        tick += message.time
+        if message.type == "set_tempo":
+            tempi.append((tick / midi.ticks_per_beat / 3, round(mido.tempo2bpm(message.tempo), 3)))
+        if message.type == "time_signature":
+            assert message.numerator == 3
+    assert tempi == [(0.0, 132.0), (14.0, 144.0), (24.0, 120.0)]  # the bpm cues, on their bars
+    channels = {channel for track in midi.tracks[1:] for channel in
+                {m.channel for m in track if m.type == "note_on"}}
+    assert channels == {0, 1, 2, 9}
+    assert midi.length == pytest.approx(14 * 3 * 60 / 132 + 10 * 3 * 60 / 144 + 12 * 3 * 60 / 120,
+                                        abs=0.1)
+
+
+def test_summary_reports_every_bar_and_the_lines(tmp_path):
+    result = rehearse(load_setlist(EXAMPLES / "sunrise.toml"), tmp_path)
+    summary = result.summary
+    assert summary["seed"] == 7  # from the setlist
+    assert [bar["bar"] for bar in summary["bars"]] == list(range(32))
+    first, last = summary["bars"][0], summary["bars"][-1]
+    assert first["mood"]["valence"] == -0.8 and first["mood"]["arousal"] == -0.8
+    assert last["mood"]["valence"] > 0.5
+    assert all(bar["composer"] == "rules" for bar in summary["bars"])
+    assert set(first["notes"]) == {"melody", "chords", "bass", "drums"}
+    assert [(line["bar"], line["kind"]) for line in summary["lines"]] == [(0, "say"), (16, "say")]
+    notes = notes_by_bar(result.midi_path)
+    for bar in (0, 20, 31):
+        counted = sum(bar_notes for bar_notes in summary["bars"][bar]["notes"].values())
+        assert counted == len([n for n in notes if n[0] == bar])
+
+
+def test_ramps_glide_across_bars(tmp_path):
+    data = {"bars": 12, "cue": [{"bar": 0, "valence": -1.0}, {"bar": 4, "valence": 1.0,
+                                                                "ramp_bars": 4}]}
+    bars = render(tmp_path, data).summary["bars"]
+    valences = [bar["mood"]["valence"] for bar in bars]
+    assert valences[:4] == [-1.0] * 4
+    assert valences[4] == pytest.approx(-1.0, abs=0.3)
+    assert valences[4] < valences[5] < valences[6] < valences[7] < 1.0
+    assert valences[8:] == [1.0] * 4
