@@ -261,16 +261,23 @@ def _program_events(route: MidiRoute, program: int, source: str) -> list[Control
     return [ControlEvent(route.target, route.names[program], source)]
 
 
-# Message kinds that can be mapped: (route kind, number byte index or None, value byte index,
-# what to do, whether an unmapped one is worth a warning). Unmapped CCs are reported (a knob
-# that does nothing is a question the performer will ask); unmapped notes and programs are
-# everyday keyboard traffic and ignored.
-_MIDI_HANDLERS: dict[
-    str, tuple[str, int | None, int, Callable[[MidiRoute, int, str], list[ControlEvent]], bool]
-] = {
-    "cc": ("cc", 1, 2, _cc_events, True),
-    "note_on": ("note", 1, 2, _note_events, False),
-    "program": ("program", None, 1, _program_events, False),
+@dataclass(frozen=True, slots=True)
+class _MidiKind:
+    """How one kind of channel message is looked up and turned into events."""
+
+    route_kind: str  # the MidiRoute.kind it is looked up under
+    number_index: int | None  # byte holding the CC / note number; None for program change
+    value_index: int  # byte holding the value / velocity / program
+    make_events: Callable[[MidiRoute, int, str], list[ControlEvent]]
+    # Unmapped CCs are reported (a knob that does nothing is a question the performer will
+    # ask); unmapped notes and programs are everyday keyboard traffic and ignored.
+    report_unmapped: bool
+
+
+_MIDI_KINDS: dict[str, _MidiKind] = {
+    "cc": _MidiKind("cc", 1, 2, _cc_events, report_unmapped=True),
+    "note_on": _MidiKind("note", 1, 2, _note_events, report_unmapped=False),
+    "program": _MidiKind("program", None, 1, _program_events, report_unmapped=False),
 }
 
 
@@ -305,21 +312,24 @@ class Mapping:
             return []  # system messages: clock, sysex, active sensing, song position, ...
         name, length = MIDI_CHANNEL_MESSAGES[status & 0xF0]
         if len(data) != length:
-            raise Malformed(f"{name} must be {length} bytes, got {len(data)}: {data.hex(' ')}")
+            raise Malformed(f"{name} must be {length} bytes, got {len(data)}: {data[:8].hex(' ')}")
         if any(b >= 0x80 for b in data[1:]):
             raise Malformed(f"{name} has a data byte >= 0x80: {data.hex(' ')}")
-        handler = _MIDI_HANDLERS.get(name)
-        if handler is None:
+        kind = _MIDI_KINDS.get(name)
+        if kind is None:
             return []  # note off, pressure, pitch bend: nothing to map
-        kind, number_index, value_index, make_events, report_unmapped = handler
         channel = status & 0x0F
-        number = data[number_index] if number_index is not None else None
-        route = self.midi.get((kind, channel, number)) or self.midi.get((kind, None, number))
+        number = data[kind.number_index] if kind.number_index is not None else None
+        route = self.midi.get((kind.route_kind, channel, number)) or self.midi.get(
+            (kind.route_kind, None, number)
+        )
         if route is None:
-            if report_unmapped:
-                raise UnknownAddress(f"no mapping for {kind} {number} on channel {channel + 1}")
+            if kind.report_unmapped:
+                raise UnknownAddress(
+                    f"no mapping for {kind.route_kind} {number} on channel {channel + 1}"
+                )
             return []
-        return make_events(route, data[value_index], source)
+        return kind.make_events(route, data[kind.value_index], source)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,8 +29,12 @@ QUEUE_SIZE = 1024
 TRANSPORT = "midi"
 
 
-class MidiPortNotFound(LookupError):
-    """No (or more than one) MIDI input port matches the requested name."""
+class MidiPortNotFound(OSError):
+    """No (or more than one) MIDI input port matches the requested name.
+
+    An OSError like rtmidi's own errors (e.g. "JACK server not running?"), so the command line
+    reports all of them as problems the user can fix, without a traceback.
+    """
 
 
 def find_port(ports: Sequence[str], wanted: str) -> int:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 LOGGER_NAME = "livekomp.inputs"
 
 TRANSPORTS = ("osc", "midi")
+MAX_DETAIL_CHARS = 200
 
 # Every reason a message can be counted under; `as_dict` reports all of them, zeros included,
 # so a run summary always has the same shape.
@@ -87,6 +88,8 @@ class InputStats:
     def reject(self, transport: str, reason: str, detail: str) -> None:
         """Count a dropped message under `reason` and log it, rate-limited."""
         self.count(transport, reason)
+        if len(detail) > MAX_DETAIL_CHARS:  # a hostile sender picks the length of an address
+            detail = detail[:MAX_DETAIL_CHARS] + "…"
         self.log.warning(f"{transport}:{reason}", f"{transport} input dropped ({reason}): {detail}")
 
     def as_dict(self) -> dict[str, dict[str, int]]:

@@ -6,12 +6,18 @@ It writes one bar at a time for melody, chords, bass and drums from a handful of
   bar of a phrase states a motif (a rhythm and a contour of scale steps), middle bars repeat,
   lift, invert or ornament it, and the last bar cadences onto a long chord root.
 - **harmony**: valence picks the mode (theory.MODE_BY_VALENCE) and the colour of the chords
-  (add9 and maj7 when happy, sus and minor sevenths, flat nines when sad); each phrase draws a
-  progression for its mode, one chord a bar.
+  (add9, maj7 and sixths when happy; minor sevenths, suspensions and the flat nines of the dark
+  modes when sad). Each phrase draws a progression for its mode, one chord a bar, always starting
+  home; minor keys borrow their dominant from harmonic minor, and in sad moods the home chord
+  stays a bare minor triad so the key is heard as minor, not as its relative major.
 - **feel**: arousal, nudged by the performer's density control, picks a feel (from hushed pads to
-  driving sixteenths) that sets the subdivision of every part, and smoothly sets how likely each
-  grid position is to sound. Arousal also sets register and articulation; arousal and intensity
-  set velocity.
+  driving sixteenths) that sets the subdivision and style of every part, and smoothly sets how
+  likely each melody grid position is to sound. Arousal also sets register and articulation
+  (legato when calm, short when excited); arousal and intensity set velocity.
+- **parts**: melody notes are scale degrees of the mode, snapped to chord tones on each group's
+  first beat; chords are close-voiced with smooth voice leading (pads when calm, stabs when
+  excited); bass plays roots, then fifths, walks and octaves with a step into the next root;
+  drums go from silence and a soft ride to backbeats, sixteenth hats, fills and crashes.
 
 Randomness comes from `random.Random` seeded by integer mixing of (seed, purpose, phrase, bar...),
 so a bar depends only on the seed, its request, and what earlier bars of the same phrase left in
@@ -129,7 +135,8 @@ def meter_for(beats_per_bar: int) -> Meter:
         raise ValueError(f"beats_per_bar must be >= 1, got {beats_per_bar}")
     if beats_per_bar in METERS:
         return METERS[beats_per_bar]
-    groups = (2,) * (beats_per_bar // 2 - 1) + ((3,) if beats_per_bar % 2 else (2,))
+    pairs_then_last = (2,) * (beats_per_bar // 2 - 1) + ((3,) if beats_per_bar % 2 else (2,))
+    groups = pairs_then_last if beats_per_bar >= 4 else (beats_per_bar,)
     starts = Meter(groups, (), ()).strong_beats
     return Meter(groups, kick_beats=starts[::2], snare_beats=starts[1::2] or (beats_per_bar - 1,))
 
@@ -194,8 +201,8 @@ PROGRESSIONS: dict[str, tuple[tuple[int, ...], ...]] = {
     "lydian": ((1, 2, 1, 5), (1, 2, 6, 5), (1, 5, 2, 1), (1, 3, 2, 5)),
     "major": ((1, 6, 4, 5), (1, 4, 5, 1), (1, 5, 6, 4), (1, 4, 2, 5), (1, 3, 4, 5)),
     "mixolydian": ((1, 7, 4, 1), (1, 4, 7, 1), (1, 4, 1, 7), (1, 7, 1, 4)),
-    "dorian": ((1, 4, 1, 7), (1, 7, 4, 1), (1, 3, 4, 1), (1, 2, 4, 5)),
-    "minor": ((1, 6, 3, 7), (1, 4, 5, 1), (1, 6, 4, 5), (1, 7, 6, 5), (1, 4, 1, 5)),
+    "dorian": ((1, 4, 1, 4), (1, 7, 4, 1), (1, 4, 7, 1), (1, 2, 4, 1)),
+    "minor": ((1, 6, 7, 1), (1, 4, 5, 1), (1, 6, 4, 5), (1, 7, 6, 5), (1, 4, 1, 5)),
     "phrygian": ((1, 2, 1, 7), (1, 4, 7, 1), (1, 7, 4, 1), (1, 2, 4, 1)),
 }
 # Which of the four chords a shorter phrase keeps: always the first and the cadence.
@@ -236,7 +243,6 @@ HOME_COLOURS_BY_VALENCE: tuple[tuple[float, tuple[tuple[str, float], ...]], ...]
 # raised leading tone is what makes a minor key sound minor rather than its relative major.
 BORROWED_CHORDS: dict[tuple[str, int], str] = {
     ("minor", 5): "harmonic_minor",
-    ("dorian", 5): "harmonic_minor",
 }
 
 
@@ -266,14 +272,20 @@ class Feel:
     drum_style: str
 
 
-# The first row whose threshold the energy reaches.
+# The first row whose threshold the energy reaches. Chord odds are onset chances by metric weight
+# (sixteenth, eighth, beat, group start); the downbeat always sounds.
 FEELS: tuple[tuple[float, Feel], ...] = (
-    (0.45, Feel("driving", 4, 2, (0.0, 0.5, 0.35, 0.9), "octaves", "drive")),
-    (-0.1, Feel("moving", 2, 2, (0.0, 0.3, 0.25, 1.0), "walking", "backbeat")),
-    (-0.55, Feel("flowing", 2, 1, (0.0, 0.0, 0.0, 1.0), "roots", "light")),
-    (-0.9, Feel("still", 1, 1, (0.0, 0.0, 0.0, 0.0), "pedal", "brushes")),
-    (-math.inf, Feel("hushed", 1, 1, (0.0, 0.0, 0.0, 0.0), "pedal", "silent")),
-)
+    (0.45, Feel("driving", melody_steps_per_beat=4, chord_steps_per_beat=2,
+                chord_odds=(0.0, 0.5, 0.35, 0.9), bass_style="octaves", drum_style="drive")),
+    (-0.1, Feel("moving", melody_steps_per_beat=2, chord_steps_per_beat=2,
+                chord_odds=(0.0, 0.3, 0.25, 1.0), bass_style="walking", drum_style="backbeat")),
+    (-0.55, Feel("flowing", melody_steps_per_beat=2, chord_steps_per_beat=1,
+                 chord_odds=(0.0, 0.0, 0.0, 1.0), bass_style="roots", drum_style="light")),
+    (-0.9, Feel("still", melody_steps_per_beat=1, chord_steps_per_beat=1,
+                chord_odds=(0.0, 0.0, 0.0, 0.0), bass_style="pedal", drum_style="brushes")),
+    (-math.inf, Feel("hushed", melody_steps_per_beat=1, chord_steps_per_beat=1,
+                     chord_odds=(0.0, 0.0, 0.0, 0.0), bass_style="pedal", drum_style="silent")),
+)  # fmt: skip
 
 # Melody onset odds by metric weight (sixteenth, eighth, beat, strong), against energy.
 MELODY_ODDS: tuple[tuple[tuple[float, float], ...], ...] = (
@@ -313,6 +325,7 @@ MELODY_CENTER_BY_AROUSAL = ((-1.0, 65.0), (1.0, 79.0))
 MELODY_REACH = 8  # semitones either side of the centre
 CHORD_CENTER_BY_AROUSAL = ((-1.0, 57.0), (1.0, 64.0))
 BASS_CENTER_BY_AROUSAL = ((-1.0, 38.0), (1.0, 45.0))
+DRUM_HIT_BEATS = 0.125  # drums are one-shots; short enough never to touch the next hit
 
 
 # --- melody motifs --------------------------------------------------------------------------------
@@ -357,6 +370,7 @@ def _contour(rng: random.Random, length: int) -> tuple[int, ...]:
 
 
 def make_motif(rng: random.Random, meter: Meter, steps_per_beat: int, energy: float) -> Motif:
+    """A fresh motif: a rhythm as busy as the energy asks, and a contour to sing it with."""
     odds = tuple(_interpolate(table, energy) for table in MELODY_ODDS)
     onsets = _onsets(rng, meter, steps_per_beat, odds)
     return Motif(onsets, _contour(rng, max(len(onsets) - 1, 1)))
@@ -436,6 +450,7 @@ class _Bar:
         return float(self.meter.beats)
 
     def keys(self, purpose: _Purpose, *more: int) -> tuple[int, ...]:
+        """Seed keys for a draw that belongs to this bar's phrase."""
         return (purpose, self.position.phrase, *more)
 
 
@@ -451,7 +466,7 @@ class RuleComposer:
 
     def compose_bar(self, request: BarRequest) -> ComposedBar:
         bar = self._plan(request)
-        memory = self._memory(bar.position.phrase)
+        memory = self._memory(bar.position)
         previous = memory.ending_before(bar.position.bar)
         melody, variation = self._melody(bar, memory, previous)
         voicing = self._voicing(bar, previous)
@@ -507,11 +522,14 @@ class RuleComposer:
             tonic=request.tonic % 12,
         )
 
-    def _memory(self, phrase: int) -> _PhraseMemory:
-        if phrase not in self._phrases:
+    def _memory(self, position: PhrasePosition) -> _PhraseMemory:
+        """This phrase's memory; its first bar always starts a fresh one (and a fresh motif)."""
+        phrase = position.phrase
+        if position.is_first or phrase not in self._phrases:
+            self._phrases.pop(phrase, None)
             self._phrases[phrase] = _PhraseMemory()
             while len(self._phrases) > self._PHRASES_REMEMBERED:
-                del self._phrases[min(self._phrases)]
+                del self._phrases[next(iter(self._phrases))]  # the least recently started
         return self._phrases[phrase]
 
     def _velocity(self, bar: _Bar, part: Part, weight: int, nudge: float = 0) -> int:
@@ -599,16 +617,19 @@ class RuleComposer:
     # --- chords ---
 
     def _voicing(self, bar: _Bar, previous: _BarEnding | None) -> tuple[int, ...]:
-        """Close position around the register's centre, in the inversion that moves least."""
+        """Close position (all tones within an octave) near the register's centre.
+
+        Every chord tone is tried as the lowest voice; the pick moves least from the previous
+        chord of the phrase (voice leading), or sits nearest the centre when the phrase starts.
+        """
         center = _interpolate(CHORD_CENTER_BY_AROUSAL, bar.request.arousal)
-        tones = list(bar.chord.tones(bar.tonic))
-        candidates = []
-        for inversion in range(len(tones)):
-            order = tones[inversion:] + tones[:inversion]
-            pitches = [_place(order[0], center - 4)]
-            for pc in order[1:]:
-                pitches.append(pitches[-1] + ((pc - pitches[-1]) % 12 or 12))
-            candidates.append(tuple(sorted(pitches)))
+        tones = bar.chord.tones(bar.tonic)
+        lowest_choices = (
+            low for low in range(round(center) - 10, round(center) + 3) if low % 12 in tones
+        )
+        candidates = [
+            tuple(sorted(low + (pc - low) % 12 for pc in tones)) for low in lowest_choices
+        ]
 
         def cost(voicing: tuple[int, ...]) -> float:
             spread = abs(sum(voicing) / len(voicing) - center)
@@ -712,7 +733,7 @@ class RuleComposer:
             Note(
                 pitch=drum,
                 start_beats=t,
-                duration_beats=min(0.25, bar.beats - t),
+                duration_beats=min(DRUM_HIT_BEATS, bar.beats - t),
                 velocity=self._velocity(bar, Part.DRUMS, metric_weight(bar.meter, t), nudge),
             )
             for t, drum, nudge in sorted(hits)

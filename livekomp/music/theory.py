@@ -79,7 +79,7 @@ MODE_QUALITY: dict[str, str] = {
 
 # Valence picks the mode: the first row whose threshold the valence reaches. Brightest on top.
 MODE_BY_VALENCE: tuple[tuple[float, str], ...] = (
-    (0.6, "lydian"),
+    (0.85, "lydian"),
     (0.15, "major"),
     (-0.05, "mixolydian"),
     (-0.35, "dorian"),

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import struct
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
-from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from livekomp.inputs.events import PARAM_RANGES, TEXT_PARAMS, TRIGGER_PARAMS, ControlEvent
@@ -23,6 +22,10 @@ ADDRESSES = sorted(MAPPING.osc)
 FUZZ = settings(
     max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
+
+# python-osc's builder re-parses what it builds: a NUL ends an OSC string early, and lone
+# surrogates cannot be encoded.
+OSC_CHARS = st.characters(exclude_characters="\x00", exclude_categories=["Cs"])
 
 osc_args = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True, width=32),
@@ -101,17 +104,23 @@ def test_random_datagrams(datagram):
 @FUZZ
 @given(
     st.sampled_from(ADDRESSES),
-    st.lists(st.one_of(st.floats(width=32), st.integers(-5, 500), st.text(max_size=8)), max_size=3),
+    st.lists(
+        st.one_of(st.floats(width=32), st.integers(-5, 500), st.text(OSC_CHARS, max_size=8)),
+        max_size=3,
+    ),
     st.integers(min_value=0, max_value=64),
     st.booleans(),
 )
 def test_truncated_and_mistyped_packets(address, args, cut, as_bundle):
     dgram = build(address, args)
     if as_bundle:
-        builder = OscBundleBuilder(IMMEDIATELY)
-        builder.add_content(OscMessageBuilder(address).build())
-        builder.add_content(OscMessage(dgram))
-        dgram = builder.build().dgram
+        # Assembled by hand: OscBundleBuilder would re-parse the message and reject some texts.
+        plain = build("/livekomp/start", [])
+        dgram = (
+            b"#bundle\x00"
+            + struct.pack(">Q", 1)
+            + b"".join(struct.pack(">i", len(part)) + part for part in (plain, dgram))
+        )
     dgram = dgram[: max(0, len(dgram) - cut)]
     stats = InputStats()
     got = events_from_osc(MAPPING, dgram, stats)

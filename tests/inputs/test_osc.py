@@ -135,6 +135,9 @@ def test_rejections_are_logged_rate_limited(mapping, caplog):
     assert "unknown_address" in lines[0] and "'/nope'" in lines[0]
     assert lines[1].endswith("(4 more suppressed)")
     assert stats.get("osc", "unknown_address") == 6
+    now[0] = 3.0
+    events_from_osc(mapping, message("/" + "x" * 5000).dgram, stats)
+    assert len(caplog.records[-1].getMessage()) < 300
 
 
 # --- the schedule on virtual time ---------------------------------------------------------------
