@@ -44,7 +44,13 @@ def _log_bar(bar: ComposedBar, mood: Mood) -> None:
     counts = " ".join(f"{part.value[0]}{len(notes)}" for part, notes in bar.parts.items())
     log.info(
         "bar %4d | v %+.2f a %+.2f | %-10s %-6s | %s | %s",
-        bar.index, mood.valence, mood.arousal, bar.mode, bar.chord, bar.composer, counts,
+        bar.index,
+        mood.valence,
+        mood.arousal,
+        bar.mode,
+        bar.chord,
+        bar.composer,
+        counts,
     )
 
 
@@ -65,19 +71,28 @@ async def serve_live(config: LiveConfig) -> None:
     sinks: list[MidiSink] = [port]
     recorder = None
     if config.record:
-        recorder = MidiFileRecorder(config.record, beats_per_bar=config.beats_per_bar,
-                                    bpm=config.bpm)
+        recorder = MidiFileRecorder(
+            config.record, beats_per_bar=config.beats_per_bar, bpm=config.bpm
+        )
         sinks.append(recorder)
     output = TrackedOutput(FanOut(sinks))
     clock = MasterClock(config.bpm)
     if recorder is not None:
         recorder.follow_tempo(clock)
-    dispatcher = Dispatcher(clock, output, spin_s=config.spin_us * 1e-6,
-                            rt_priority=config.rt_priority)
+    dispatcher = Dispatcher(
+        clock, output, spin_s=config.spin_us * 1e-6, rt_priority=config.rt_priority
+    )
     stats = InputStats()
-    report = RunReport({"livekomp": __version__, "mode": "live", "seed": config.seed,
-                        "bpm": config.bpm, "beats_per_bar": config.beats_per_bar,
-                        "key": config.key})
+    report = RunReport(
+        {
+            "livekomp": __version__,
+            "mode": "live",
+            "seed": config.seed,
+            "bpm": config.bpm,
+            "beats_per_bar": config.beats_per_bar,
+            "key": config.key,
+        }
+    )
     composer = ComposerService(RuleComposer(config.seed))
     mood = MoodState(slew_s=config.slew_s)
 
@@ -86,9 +101,16 @@ async def serve_live(config: LiveConfig) -> None:
         _log_bar(bar, bar_mood)
 
     performer = Performer(
-        clock, dispatcher, composer, mood,
-        PerformerConfig(beats_per_bar=config.beats_per_bar, tonic=tonic,
-                        lookahead_beats=config.lookahead_beats, clock_out=config.clock_out),
+        clock,
+        dispatcher,
+        composer,
+        mood,
+        PerformerConfig(
+            beats_per_bar=config.beats_per_bar,
+            tonic=tonic,
+            lookahead_beats=config.lookahead_beats,
+            clock_out=config.clock_out,
+        ),
         on_bar=on_bar,
     )
 
@@ -99,9 +121,14 @@ async def serve_live(config: LiveConfig) -> None:
     router = ControlRouter(performer, on_line=on_line)
     send, receive = trio.open_memory_channel[ControlEvent](256)
     dispatcher.start()
-    log.info("livekomp %s: MIDI out %s via %s (%s), dispatcher %s", __version__, port.port_label,
-             api_name(api), "virtual port" if config.midi_out is None else "existing port",
-             "SCHED_FIFO" if config.rt_priority else "normal priority")
+    log.info(
+        "livekomp %s: MIDI out %s via %s (%s), dispatcher %s",
+        __version__,
+        port.port_label,
+        api_name(api),
+        "virtual port" if config.midi_out is None else "existing port",
+        "SCHED_FIFO" if config.rt_priority else "normal priority",
+    )
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
@@ -114,8 +141,14 @@ async def serve_live(config: LiveConfig) -> None:
             )
             send.close()
             await nursery.start(performer.serve)
-            log.info("listening for OSC on %s:%s; playing at %.1f BPM in %s, %d/4",
-                     config.osc_host, osc_port, config.bpm, config.key, config.beats_per_bar)
+            log.info(
+                "listening for OSC on %s:%s; playing at %.1f BPM in %s, %d/4",
+                config.osc_host,
+                osc_port,
+                config.bpm,
+                config.key,
+                config.beats_per_bar,
+            )
     finally:
         with trio.CancelScope(shield=True):
             _release_everything(dispatcher, output, clock)
@@ -139,4 +172,3 @@ def _release_everything(dispatcher: Dispatcher, output: TrackedOutput, clock: Ma
         log.exception("the dispatcher had failed")
     output.release_all(beat)
     output.send(bytes((messages.CLOCK_STOP,)), beat)
-

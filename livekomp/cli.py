@@ -50,33 +50,56 @@ def _parser() -> argparse.ArgumentParser:
     rehearse.add_argument("setlist", type=Path, help="setlist TOML file")
     rehearse.add_argument("--out", type=Path, required=True, help="output folder")
     rehearse.add_argument("--seed", type=int, help="random seed (default: the setlist's, or 0)")
-    rehearse.add_argument("--lookahead-beats", type=float, default=1.0,
-                          help="how far ahead of each bar line it is composed (default 1)")
+    rehearse.add_argument(
+        "--lookahead-beats",
+        type=float,
+        default=1.0,
+        help="how far ahead of each bar line it is composed (default 1)",
+    )
 
     serve = commands.add_parser("serve", help="run live until Ctrl-C or SIGTERM")
     serve.add_argument("--config", type=Path, help="TOML file with a [serve] table")
-    serve.add_argument("--mapping", action="append", metavar="FILE",
-                       help="mapping file or preset name (repeatable; default: touchosc, midi_cc)")
+    serve.add_argument(
+        "--mapping",
+        action="append",
+        metavar="FILE",
+        help="mapping file or preset name (repeatable; default: touchosc, midi_cc)",
+    )
     serve.add_argument("--osc-host", help="address to listen for OSC on (default 127.0.0.1)")
     serve.add_argument("--osc-port", type=int, help="UDP port for OSC (default 9000)")
-    serve.add_argument("--midi-api", choices=["auto", "jack", "alsa", "coremidi"],
-                       help="MIDI system (default auto: CoreMIDI, ALSA, else JACK)")
-    serve.add_argument("--midi-out", metavar="NAME",
-                       help="existing output port to play into (default: a virtual port)")
-    serve.add_argument("--midi-in", metavar="NAME",
-                       help="controller input port (default: a virtual input port)")
+    serve.add_argument(
+        "--midi-api",
+        choices=["auto", "jack", "alsa", "coremidi"],
+        help="MIDI system (default auto: CoreMIDI, ALSA, else JACK)",
+    )
+    serve.add_argument(
+        "--midi-out",
+        metavar="NAME",
+        help="existing output port to play into (default: a virtual port)",
+    )
+    serve.add_argument(
+        "--midi-in", metavar="NAME", help="controller input port (default: a virtual input port)"
+    )
     serve.add_argument("--bpm", type=float, help="tempo (default 120)")
     serve.add_argument("--beats-per-bar", type=int, help="metre (default 4)")
     serve.add_argument("--key", help="tonic, e.g. C, F#, Bb (valence picks the mode)")
     serve.add_argument("--seed", type=int, help="random seed (default 0)")
     serve.add_argument("--lookahead-beats", type=float, help="compose this far ahead (default 1)")
     serve.add_argument("--slew-s", type=float, help="fader smoothing time constant (default 0.3)")
-    serve.add_argument("--no-clock-out", dest="clock_out", action="store_false", default=None,
-                       help="do not send MIDI clock, Start and Stop")
+    serve.add_argument(
+        "--no-clock-out",
+        dest="clock_out",
+        action="store_false",
+        default=None,
+        help="do not send MIDI clock, Start and Stop",
+    )
     serve.add_argument("--record", metavar="FILE.mid", help="also write what is sent to a .mid")
     serve.add_argument("--summary", metavar="FILE.json", help="write a run summary on exit")
-    serve.add_argument("--rt-priority", type=int,
-                       help="SCHED_FIFO priority of the send thread, 0 = normal (default 3)")
+    serve.add_argument(
+        "--rt-priority",
+        type=int,
+        help="SCHED_FIFO priority of the send thread, 0 = normal (default 3)",
+    )
 
     ports = commands.add_parser("ports", help="list the MIDI ports livekomp can see")
     ports.add_argument("--midi-api", default="auto", choices=["auto", "jack", "alsa", "coremidi"])
@@ -145,8 +168,12 @@ def _run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"rehearse": _run_rehearse, "serve": _run_serve, "ports": _run_ports,
-            "bench": _run_bench}
+COMMANDS = {
+    "rehearse": _run_rehearse,
+    "serve": _run_serve,
+    "ports": _run_ports,
+    "bench": _run_bench,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -50,8 +50,9 @@ class ComposerService:
         except Exception:
             if self.fallback is None:
                 raise
-            log.exception("composer %s failed on bar %d; the fallback plays", self.primary.name,
-                          request.index)
+            log.exception(
+                "composer %s failed on bar %d; the fallback plays", self.primary.name, request.index
+            )
             self.outcomes["failed"] += 1
             bar = None
         if bar is None:

@@ -81,9 +81,9 @@ def _coerce(name: str, hint: Any, value: object, where: str) -> object:
             return float(value)
         if option is str and isinstance(value, str):
             return value
-        if typing.get_origin(option) is tuple and isinstance(value, list):
-            if all(isinstance(item, str) for item in value):
-                return tuple(value)
+        is_tuple = typing.get_origin(option) is tuple and isinstance(value, list)
+        if is_tuple and all(isinstance(item, str) for item in value):
+            return tuple(value)
     raise ConfigError(f"{where}{name}: {value!r} is not a valid value ({hint})")
 
 

@@ -9,7 +9,6 @@ stop, panic) and routes every control event to where it belongs.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -37,7 +36,7 @@ class Dispatch(Protocol):
 
     def submit(self, scheduled: Iterable[ScheduledMessage]) -> None: ...
     def cancel_from(self, beat: float) -> None: ...
-    def panic(self) -> None: ...
+    def panic(self, *, keep_clock: bool = False) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +67,9 @@ def render_bar(bar: ComposedBar, start_beat: float, *, clock_ticks: bool) -> lis
                 ScheduledMessage.at(on_beat, messages.note_on(channel, note.pitch, note.velocity))
             )
             scheduled.append(
-                ScheduledMessage.at(on_beat + note.duration_beats, messages.note_off(channel, note.pitch))
+                ScheduledMessage.at(
+                    on_beat + note.duration_beats, messages.note_off(channel, note.pitch)
+                )
             )
     if clock_ticks:
         ticks = bar.beats_per_bar * messages.CLOCK_TICKS_PER_BEAT
@@ -124,18 +125,8 @@ class Performer:
     def panic(self) -> None:
         """Release every sounding note and drop the notes already scheduled; the clock and the
         transport go on, and the music comes back at the next bar the performer plans."""
-        self.dispatcher.panic()
-        if self.clock.running and self.config.clock_out:
-            now = self.clock.current_beat()
-            self.dispatcher.submit(self._clock_ticks(now, self._planned_until))
+        self.dispatcher.panic(keep_clock=True)
         log.info("panic: all notes released")
-
-    def _clock_ticks(self, from_beat: float, until_beat: float) -> list[ScheduledMessage]:
-        per_beat = messages.CLOCK_TICKS_PER_BEAT
-        first = math.ceil(from_beat * per_beat)
-        last = math.ceil(until_beat * per_beat)
-        tick = bytes((messages.CLOCK_TICK,))
-        return [ScheduledMessage.at(i / per_beat, tick) for i in range(first, last)]
 
     async def serve(
         self,
@@ -254,8 +245,12 @@ class ControlRouter:
             case _:
                 if not performer.mood.apply(event, clock.now_s()):
                     self.unhandled += 1
-                    log.warning("dropped %s %r from %s: not understood", event.param.value,
-                                event.value, event.source)
+                    log.warning(
+                        "dropped %s %r from %s: not understood",
+                        event.param.value,
+                        event.value,
+                        event.source,
+                    )
 
     async def serve(
         self,

@@ -131,4 +131,3 @@ async def _rehearse(
     summary_path = out_dir / "summary.json"
     report.write(summary_path)
     return RehearsalResult(recorder.path, summary_path, report.as_dict())
-

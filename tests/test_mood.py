@@ -1,3 +1,4 @@
+import itertools
 import math
 
 import pytest
@@ -37,7 +38,7 @@ def test_jumpy_fader_gives_smooth_mood():
         target = 1.0 if step % 2 else -1.0  # a fader rattling between the extremes
         state.apply(ControlEvent(Param.VALENCE, target), now)
         readings.append(state.at(now).valence)
-    assert max(abs(b - a) for a, b in zip(readings, readings[1:], strict=False)) < 0.1
+    assert max(abs(b - a) for a, b in itertools.pairwise(readings)) < 0.1
 
 
 def test_out_of_range_values_are_clamped_and_non_numbers_rejected():

@@ -1,6 +1,7 @@
 """The performer in virtual time, with a composer that records what it was asked and an
 in-memory port that records what was sent."""
 
+import itertools
 import math
 
 import pytest
@@ -115,7 +116,7 @@ async def test_tempo_change_takes_effect_on_the_next_beat(autojump_clock):
         await rig.performer.serve(max_bars=2)
         nursery.cancel_scope.cancel()
     ticks = rig.sent(lambda d: d == bytes([messages.CLOCK_TICK]))
-    gaps = [b.time_s - a.time_s for a, b in zip(ticks, ticks[1:], strict=False)]
+    gaps = [b.time_s - a.time_s for a, b in itertools.pairwise(ticks)]
     assert gaps[: 3 * 24] == pytest.approx([0.5 / 24] * (3 * 24))  # beats 0..3 at 120
     assert gaps[3 * 24 :] == pytest.approx([1.0 / 24] * (len(gaps) - 3 * 24))  # then 60
 
@@ -188,7 +189,7 @@ async def test_a_failing_composer_is_replaced_by_the_fallback(autojump_clock):
 
 async def test_an_exception_releases_every_sounding_note(autojump_clock):
     rig = Rig(RecordingComposer(fail_at=2))  # no fallback: the error propagates
-    with pytest.raises(Exception) as info:  # noqa: PT011 - a trio ExceptionGroup or the error
+    with pytest.raises(Exception) as info:
         async with trio.open_nursery() as nursery:
             await nursery.start(rig.dispatcher.serve)
             await rig.performer.serve(max_bars=4)
@@ -198,11 +199,12 @@ async def test_an_exception_releases_every_sounding_note(autojump_clock):
 
 
 def test_render_bar_orders_offs_before_ons_at_the_same_beat():
-    bar = ComposedBar(
-        0, 2, {Part.MELODY: (Note(60, 0.0, 1.0, 90), Note(60, 1.0, 1.0, 90))}, "test"
-    )
+    bar = ComposedBar(0, 2, {Part.MELODY: (Note(60, 0.0, 1.0, 90), Note(60, 1.0, 1.0, 90))}, "test")
     rendered = render_bar(bar, 8.0, clock_ticks=False)
     assert [(m.beat, m.data[0] & 0xF0) for m in rendered] == [
-        (8.0, 0x90), (9.0, 0x80), (9.0, 0x90), (10.0, 0x80)
+        (8.0, 0x90),
+        (9.0, 0x80),
+        (9.0, 0x90),
+        (10.0, 0x80),
     ]
     assert math.isclose(rendered[-1].beat, 10.0)

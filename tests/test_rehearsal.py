@@ -32,8 +32,13 @@ def notes_by_bar(midi_path, beats_per_bar=4):
                 start, velocity = open_notes.pop((message.channel, message.note))
                 beat = start / midi.ticks_per_beat
                 notes.append(
-                    (int(beat // beats_per_bar), message.channel, message.note, velocity,
-                     (tick - start) / midi.ticks_per_beat)
+                    (
+                        int(beat // beats_per_bar),
+                        message.channel,
+                        message.note,
+                        velocity,
+                        (tick - start) / midi.ticks_per_beat,
+                    )
                 )
         assert not open_notes, f"notes left hanging in {track.name}: {open_notes}"
     return notes
@@ -102,8 +107,13 @@ def test_midi_file_layout_and_tempo_map(tmp_path):
     result = rehearse(setlist, tmp_path)
     midi = mido.MidiFile(result.midi_path)
     assert midi.type == 1
-    assert [track.name for track in midi.tracks] == ["Storm waltz", "melody", "chords", "bass",
-                                                     "drums"]
+    assert [track.name for track in midi.tracks] == [
+        "Storm waltz",
+        "melody",
+        "chords",
+        "bass",
+        "drums",
+    ]
     tick = 0
     tempi = []
     for message in midi.tracks[0]:
@@ -113,11 +123,15 @@ def test_midi_file_layout_and_tempo_map(tmp_path):
         if message.type == "time_signature":
             assert message.numerator == 3
     assert tempi == [(0.0, 132.0), (14.0, 144.0), (24.0, 120.0)]  # the bpm cues, on their bars
-    channels = {channel for track in midi.tracks[1:] for channel in
-                {m.channel for m in track if m.type == "note_on"}}
+    channels = {
+        channel
+        for track in midi.tracks[1:]
+        for channel in {m.channel for m in track if m.type == "note_on"}
+    }
     assert channels == {0, 1, 2, 9}
-    assert midi.length == pytest.approx(14 * 3 * 60 / 132 + 10 * 3 * 60 / 144 + 12 * 3 * 60 / 120,
-                                        abs=0.1)
+    assert midi.length == pytest.approx(
+        14 * 3 * 60 / 132 + 10 * 3 * 60 / 144 + 12 * 3 * 60 / 120, abs=0.1
+    )
 
 
 def test_summary_reports_every_bar_and_the_lines(tmp_path):
@@ -138,8 +152,10 @@ def test_summary_reports_every_bar_and_the_lines(tmp_path):
 
 
 def test_ramps_glide_across_bars(tmp_path):
-    data = {"bars": 12, "cue": [{"bar": 0, "valence": -1.0}, {"bar": 4, "valence": 1.0,
-                                                                "ramp_bars": 4}]}
+    data = {
+        "bars": 12,
+        "cue": [{"bar": 0, "valence": -1.0}, {"bar": 4, "valence": 1.0, "ramp_bars": 4}],
+    }
     bars = render(tmp_path, data).summary["bars"]
     valences = [bar["mood"]["valence"] for bar in bars]
     assert valences[:4] == [-1.0] * 4

@@ -65,7 +65,7 @@ def test_bad_setlists_name_file_cue_and_key(data, message):
 def test_bad_toml_and_missing_file(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("bars = [\n")
-    with pytest.raises(SetlistError, match="bad.toml: not valid TOML"):
+    with pytest.raises(SetlistError, match=r"bad\.toml: not valid TOML"):
         load_setlist(bad)
     with pytest.raises(SetlistError, match="no such setlist file"):
         load_setlist(tmp_path / "missing.toml")

@@ -15,6 +15,7 @@ import argparse
 import json
 import math
 import multiprocessing
+import os
 import sys
 import threading
 import time
@@ -25,10 +26,10 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from livekomp.music.messages import ScheduledMessage, note_off, note_on  # noqa: E402
-from livekomp.outputs.midi import MemoryOutput, TrackedOutput  # noqa: E402
-from livekomp.timing.clock import MasterClock  # noqa: E402
-from livekomp.timing.dispatcher import Dispatcher, summarize_ms  # noqa: E402
+from livekomp.music.messages import ScheduledMessage, note_off, note_on
+from livekomp.outputs.midi import MemoryOutput, TrackedOutput
+from livekomp.timing.clock import MasterClock
+from livekomp.timing.dispatcher import Dispatcher, summarize_ms
 
 BPM = 120.0
 STEPS_PER_BEAT = 96  # one event per 1/96 beat: 5.2 ms apart at 120 BPM, 2,000 events in ~10 s
@@ -63,7 +64,7 @@ def _burn_until(stop: threading.Event) -> None:
 
 
 class Load:
-    """`procs` busy processes (other cores busy) and `threads` busy threads here (GIL contention)."""
+    """`procs` busy processes (other cores) and `threads` busy threads here (GIL contention)."""
 
     def __init__(self, procs: int, threads: int) -> None:
         context = multiprocessing.get_context("spawn")
@@ -157,14 +158,29 @@ async def _run_trio_baseline(messages: list[ScheduledMessage]) -> list[float]:
     return _lateness_s(sink, clock)
 
 
-def bench_timing(events: int = 2000, *, load_procs: int = 2, load_threads: int = 0) -> dict:
-    """Dispatcher vs. trio-baseline send-time error under load; summaries in ms."""
+def bench_timing(
+    events: int = 2000, *, load_procs: int = 2, load_threads: int = 0, trio_rt_priority: int = 0
+) -> dict:
+    """Dispatcher vs. trio-baseline send-time error under load; summaries in ms.
+
+    `trio_rt_priority` > 0 runs the trio thread under SCHED_FIFO at that priority (below the
+    dispatcher's): a trio thread preempted by the load while it holds the GIL delays the
+    dispatcher thread, which needs the GIL to send.
+    """
     if events < 2:
         raise ValueError("need at least 2 events")
     messages = make_schedule(events)
     with Load(load_procs, load_threads):
-        dispatcher_s, realtime = trio.run(_run_dispatcher, messages)
-        baseline_s = trio.run(_run_trio_baseline, messages)
+        # After the load has started: spawned processes inherit the policy of their parent.
+        if trio_rt_priority:
+            policy = os.SCHED_FIFO | os.SCHED_RESET_ON_FORK
+            os.sched_setscheduler(0, policy, os.sched_param(trio_rt_priority))
+        try:
+            dispatcher_s, realtime = trio.run(_run_dispatcher, messages)
+            baseline_s = trio.run(_run_trio_baseline, messages)
+        finally:
+            if trio_rt_priority:
+                os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
     dispatcher = summarize_ms(dispatcher_s)
     baseline = summarize_ms(baseline_s)
     ratio = {
@@ -176,6 +192,7 @@ def bench_timing(events: int = 2000, *, load_procs: int = 2, load_threads: int =
         "bpm": BPM,
         "event_spacing_ms": 60_000 / BPM / STEPS_PER_BEAT,
         "load": describe_load(load_procs, load_threads),
+        "trio_thread": f"SCHED_FIFO {trio_rt_priority}" if trio_rt_priority else "normal",
         "dispatcher_sched_fifo": realtime,
         "dispatcher": dispatcher,
         "trio_baseline": baseline,
@@ -192,7 +209,9 @@ def format_timing(result: dict) -> str:
     lines = [
         f"send-time error (actual - scheduled), {result['events']} events "
         f"{result['event_spacing_ms']:.2f} ms apart",
-        f"load: {result['load']}; dispatcher SCHED_FIFO: {result['dispatcher_sched_fifo']}",
+        f"load: {result['load']}",
+        f"dispatcher SCHED_FIFO: {result['dispatcher_sched_fifo']}; "
+        f"trio thread: {result['trio_thread']}",
         f"{'':18} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}",
     ]
     for name, cell in rows:
@@ -209,10 +228,18 @@ def main(argv: list[str] | None = None) -> int:
     timing.add_argument(
         "--load-threads", type=int, default=0, help="busy Python threads in this process (GIL)"
     )
+    timing.add_argument(
+        "--trio-rt-priority", type=int, default=0, help="SCHED_FIFO priority for the trio thread"
+    )
     timing.add_argument("--json", type=Path, help="also write the result here as JSON")
     args = parser.parse_args(argv)
 
-    result = bench_timing(args.events, load_procs=args.load_procs, load_threads=args.load_threads)
+    result = bench_timing(
+        args.events,
+        load_procs=args.load_procs,
+        load_threads=args.load_threads,
+        trio_rt_priority=args.trio_rt_priority,
+    )
     print(format_timing(result))
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")

@@ -121,7 +121,9 @@ def _parse_cue(where: str, raw: object, bars: int) -> Cue:
     for key, param in NUMBER_CUE_KEYS.items():
         if key in raw:
             low, high = PARAM_RANGES[param]
-            events.append(ControlEvent(param, _number(f"{where}.{key}", raw[key], low, high), source))
+            events.append(
+                ControlEvent(param, _number(f"{where}.{key}", raw[key], low, high), source)
+            )
     if not events:
         raise SetlistError(f"{where}: the cue changes nothing (give valence, arousal, mood, …)")
     return Cue(bar, tuple(events), ramp_bars)

@@ -106,10 +106,18 @@ class MidiFileRecorder:
                 (0, mido.MetaMessage("track_name", name=name))
             ]
             if part in PART_PROGRAMS:
-                timed.append((0, mido.Message("program_change", channel=channel,
-                                              program=PART_PROGRAMS[part])))
-            timed += [(tick, mido.Message.from_bytes(data)) for tick, _, _, data in
-                      by_channel.get(channel, [])]
+                timed.append(
+                    (
+                        0,
+                        mido.Message(
+                            "program_change", channel=channel, program=PART_PROGRAMS[part]
+                        ),
+                    )
+                )
+            timed += [
+                (tick, mido.Message.from_bytes(data))
+                for tick, _, _, data in by_channel.get(channel, [])
+            ]
             midi.tracks.append(_track(timed))
         return midi
 

@@ -133,13 +133,19 @@ class _Schedule:
             self._heap = kept
             self._wake()
 
-    def panic(self) -> None:
+    def panic(self, *, keep_clock: bool = False) -> None:
         """Drop everything pending and release every sounding note (+ CC 123 on used channels).
 
-        Safe from any thread, a signal handler or an exception cleanup path.
+        With `keep_clock`, pending realtime messages (MIDI clock ticks) stay queued, so followers
+        keep time through a panic. Safe from any thread, a signal handler or an exception
+        cleanup path.
         """
         with self._cond:
-            self._heap.clear()
+            if keep_clock:
+                self._heap = [e for e in self._heap if e[3].data[0] >= 0xF8]
+                heapq.heapify(self._heap)
+            else:
+                self._heap.clear()
             self._generation += 1
             self._wake()
         with self._send_lock:
@@ -256,6 +262,10 @@ class Dispatcher(_Schedule):
 
     def start(self) -> None:
         self._thread.start()
+
+    @property
+    def thread_alive(self) -> bool:
+        return self._thread.is_alive()
 
     def close(self, timeout_s: float = 2.0) -> None:
         """Panic, stop the thread and join it; raises the sender's error if it failed."""

@@ -38,12 +38,25 @@ class Serve:
         self.record_path = tmp_path / "live.mid"
         self._log = self.log_path.open("w")
         command = [
-            sys.executable, "-m", "livekomp.cli", "serve", "--midi-api", "jack",
-            "--osc-port", str(self.osc_port), "--summary", str(self.summary_path),
-            "--record", str(self.record_path), *args,
+            sys.executable,
+            "-m",
+            "livekomp.cli",
+            "serve",
+            "--midi-api",
+            "jack",
+            "--osc-port",
+            str(self.osc_port),
+            "--summary",
+            str(self.summary_path),
+            "--record",
+            str(self.record_path),
+            *args,
         ]
         self.process = subprocess.Popen(
-            command, stdout=self._log, stderr=subprocess.STDOUT, cwd=REPO,
+            command,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
 
@@ -89,12 +102,14 @@ class MidiDump:
         self._out = self.path.open("w")
         self.process = subprocess.Popen(
             ["stdbuf", "-oL", "jack_midi_dump", "-a", name],
-            stdout=self._out, stderr=subprocess.STDOUT,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 10
-        while f"{name}:input" not in subprocess.run(
-            ["jack_lsp"], capture_output=True, text=True
-        ).stdout:
+        while (
+            f"{name}:input"
+            not in subprocess.run(["jack_lsp"], capture_output=True, text=True).stdout
+        ):
             if time.monotonic() > deadline:
                 raise AssertionError("jack_midi_dump did not register its port")
             time.sleep(0.05)

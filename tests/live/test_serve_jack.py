@@ -93,7 +93,9 @@ def test_a_valence_change_over_osc_is_heard_on_the_next_bars(serve_factory, midi
         return detect_key(
             (data[1], 1.0)
             for beat, _, data in split_by_beat(events)
-            if data[0] & 0xF0 == 0x90 and data[2] > 0 and data[0] & 0x0F != 9
+            if data[0] & 0xF0 == 0x90
+            and data[2] > 0
+            and data[0] & 0x0F != 9
             and int(beat // 4) in wanted
         )
 
@@ -122,8 +124,9 @@ def test_every_way_of_stopping_releases_all_notes(serve_factory, midi_dump, sign
     assert any(data[0] & 0xF0 == 0x90 for _, data in events)
     assert not hanging_notes(events)
     channels_used = {data[0] & 0x0F for _, data in events if data[0] < 0xF0}
-    all_notes_off = {data[0] & 0x0F for _, data in events
-                     if data[0] & 0xF0 == 0xB0 and data[1] == 123}
+    all_notes_off = {
+        data[0] & 0x0F for _, data in events if data[0] & 0xF0 == 0xB0 and data[1] == 123
+    }
     assert channels_used <= all_notes_off
     assert "stopping, releasing all notes" in serve.log()
 
@@ -134,8 +137,11 @@ def test_panic_and_bad_input_do_not_stop_the_music(serve_factory, midi_dump):
     connect(serve.port_label(), dump.port)
     serve.wait_for("listening for OSC")
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        for garbage in (b"\x00\x01garbage", b"/livekomp/valence\x00\x00\x00,s\x00\x00hi\x00\x00",
-                        b"#bundle\x00"):
+        for garbage in (
+            b"\x00\x01garbage",
+            b"/livekomp/valence\x00\x00\x00,s\x00\x00hi\x00\x00",
+            b"#bundle\x00",
+        ):
             sock.sendto(garbage, ("127.0.0.1", serve.osc_port))
     oscsend(serve.osc_port, "/no/such/address", "f", 1.0)
     oscsend(serve.osc_port, "/livekomp/valence", "f", 7.0)  # out of range
