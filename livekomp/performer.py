@@ -9,6 +9,7 @@ stop, panic) and routes every control event to where it belongs.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -103,6 +104,7 @@ class Performer:
         self.config = config
         self.on_bar = on_bar
         self.bars_played = 0
+        self._origin_beat = 0.0  # the beat of bar 0 of the current take
         self._planned_until = 0.0
         self._play_scope: trio.CancelScope | None = None
         self._start_requested = trio.Event()
@@ -155,17 +157,27 @@ class Performer:
                 return
 
     def _start_clock(self) -> None:
+        """Start a take: bar 0 of it falls a lookahead and a preroll from now.
+
+        Beats run on across takes (a restart begins a bar after the last take ended), so a
+        recording of the whole evening keeps its takes in order instead of on top of each other.
+        """
         config = self.config
+        if self.clock.running:
+            bars_done = math.ceil(self._planned_until / config.beats_per_bar - 1e-9)
+            self._origin_beat = float((bars_done + 1) * config.beats_per_bar)
         seconds_per_beat = 60.0 / self.clock.bpm
         lead_s = config.lookahead_beats * seconds_per_beat + config.preroll_s
-        self.clock.start(self.clock.now_s() + lead_s)
+        self.clock.start(self.clock.now_s() + lead_s, beat=self._origin_beat)
         if config.clock_out:
-            start = ScheduledMessage.at(-START_LEAD_BEATS, bytes((messages.CLOCK_START,)))
-            self.dispatcher.submit([start])
+            start_beat = self._origin_beat - START_LEAD_BEATS
+            self.dispatcher.submit(
+                [ScheduledMessage.at(start_beat, bytes((messages.CLOCK_START,)))]
+            )
 
     async def _play(self, max_bars: int | None) -> bool:
         """Plan bars until `max_bars` (True: the set is over) or until stopped (False)."""
-        self._planned_until = 0.0
+        self._planned_until = self._origin_beat
         self.bars_played = 0
         finished = False
         with trio.CancelScope() as scope:
@@ -185,7 +197,7 @@ class Performer:
 
     async def _plan_bar(self, index: int) -> None:
         config = self.config
-        start_beat = float(index * config.beats_per_bar)
+        start_beat = self._origin_beat + index * config.beats_per_bar
         await self.clock.sleep_until_beat(start_beat - config.lookahead_beats)
         mood = self.mood.at(self.clock.now_s())
         request = BarRequest(

@@ -153,10 +153,12 @@ async def test_start_after_stop_plays_again_from_bar_zero(autojump_clock):
         await trio.sleep(1.0)
         rig.router.handle(ControlEvent(Param.START))
         await trio.sleep(0.01)
-        await rig.clock.sleep_until_beat(4.5)
+        await rig.clock.sleep_until_beat(8.0 + 4.5)  # the second take starts at beat 8
         nursery.cancel_scope.cancel()
     assert [r.index for r in rig.composer.requests] == [0, 0, 1]  # stopped before bar 1
     assert len(rig.sent(lambda d: d == bytes([messages.CLOCK_START]))) == 2
+    # Beats run on across takes, a bar after the first take, so a recording keeps them apart.
+    assert [m.beat for m in note_ons(rig, 0)] == [0.0, 8.0, 12.0]
 
 
 async def test_panic_releases_notes_and_the_music_comes_back(autojump_clock):

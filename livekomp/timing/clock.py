@@ -123,11 +123,12 @@ class MasterClock:
         for callback in self._listeners:
             callback()
 
-    def start(self, at_s: float | None = None) -> None:
-        """Beat 0 falls at `at_s` (default: now)."""
+    def start(self, at_s: float | None = None, *, beat: float = 0.0) -> None:
+        """`beat` falls at `at_s` (default: now), at the tempo in force (a restart keeps it)."""
         with self._lock:
+            bpm = self._bpm if self._map is None else self._map.bpm_at(self.current_beat())
             origin = self.now_s() if at_s is None else at_s
-            self._publish(TempoMap.constant(self._bpm, origin))
+            self._publish(TempoMap((TempoSegment(beat, origin, bpm),)))
 
     def stop(self) -> None:
         with self._lock:

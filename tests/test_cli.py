@@ -1,0 +1,69 @@
+"""The `livekomp` command as a user meets it: files written, and clear errors for bad input."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from livekomp.cli import main
+from tests.live.peers import jack_running
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def test_rehearse_writes_the_files(tmp_path, capsys):
+    assert main(["-q", "rehearse", str(EXAMPLES / "storm.toml"), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "set.mid").stat().st_size > 1000
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["title"] == "Storm waltz" and len(summary["bars"]) == 36
+    assert "rehearsed 'Storm waltz': 36 bars" in capsys.readouterr().out
+
+
+def test_a_bad_setlist_is_a_clear_error_and_writes_nothing(tmp_path, capsys):
+    setlist = tmp_path / "gig.toml"
+    setlist.write_text("bars = 4\n[[cue]]\nbar = 2\nvalence = 3\n")
+    assert main(["rehearse", str(setlist), "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert f"livekomp: error: {setlist}: cue[0].valence: 3 is outside -1..1" in error
+    assert not (tmp_path / "out").exists()
+
+
+def test_serve_refuses_a_bad_mapping_before_opening_anything(tmp_path, capsys):
+    mapping = tmp_path / "faders.toml"
+    mapping.write_text('[[cc]]\ncc = 7\nchannel = "any"\ntarget = "valance"\n')
+    assert main(["serve", "--mapping", str(mapping)]) == 2
+    error = capsys.readouterr().err
+    assert "faders.toml" in error and "valance" in error and "cc[0]" in error
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [(["--bpm", "1000"], "bpm: 1000.0 is out of range"), (["--key", "H"], "key: not a key")],
+)
+def test_serve_refuses_bad_settings(flags, message, capsys):
+    assert main(["serve", *flags]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_serve_config_file_errors_name_the_file_and_key(tmp_path, capsys):
+    config = tmp_path / "stage.toml"
+    config.write_text("[serve]\nbpm = 100\nosc_prot = 9001\n")
+    assert main(["serve", "--config", str(config)]) == 2
+    assert f"{config}: serve.osc_prot: unknown setting" in capsys.readouterr().err
+
+
+def test_serve_without_a_jack_server_says_how_to_start_one(monkeypatch, capsys):
+    monkeypatch.setenv("JACK_NO_START_SERVER", "1")
+    monkeypatch.setenv("JACK_DEFAULT_SERVER", "livekomp-test-no-such-server")
+    assert main(["serve", "--midi-api", "jack"]) == 2
+    assert "jackd -d dummy" in capsys.readouterr().err
+
+
+@pytest.mark.jack
+def test_ports_lists_what_jack_has(capsys):
+    if not jack_running():
+        pytest.skip("no JACK server running (start one: jackd -d dummy -r 48000 -p 128)")
+    assert main(["ports", "--midi-api", "jack"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("MIDI system: jack\ninputs:\n")
+    assert "outputs:" in out
