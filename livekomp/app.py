@@ -136,9 +136,10 @@ async def serve_live(config: LiveConfig) -> None:
             osc_port = await nursery.start(
                 partial(serve_osc, config.osc_host, config.osc_port, mapping, send.clone(), stats)
             )
-            await nursery.start(
+            midi_in = await nursery.start(
                 partial(serve_midi_in, config.midi_in, mapping, send.clone(), stats, api=api)
             )
+            log.info("MIDI in: %s", midi_in)
             send.close()
             await nursery.start(performer.serve)
             log.info(

@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
+import rtmidi
 
 from livekomp.music.theory import detect_key
 from tests.live.peers import connect, oscsend
@@ -162,3 +164,29 @@ def test_panic_and_bad_input_do_not_stop_the_music(serve_factory, midi_dump):
     assert inputs.get("unknown_address", 0) >= 1
     assert inputs.get("out_of_range", 0) >= 1
     assert "panic: all notes released" in serve.log()
+
+
+def jack_ports() -> list[str]:
+    return subprocess.run(["jack_lsp"], capture_output=True, text=True).stdout.splitlines()
+
+
+def test_a_midi_controller_steers_the_mood(serve_factory):
+    serve = serve_factory("--bpm", "150")
+    serve.wait_for("listening for OSC")
+    (livekomp_in,) = [p for p in jack_ports() if p.endswith(":livekomp in")]
+    controller = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="lk-test-controller")
+    try:
+        controller.open_virtual_port("faders")
+        (faders,) = [p for p in jack_ports() if p.endswith(":faders")]
+        connect(faders, livekomp_in)
+        controller.send_message([0xB0, 1, 0])  # CC 1 → valence −1
+        controller.send_message([0xB3, 2, 127])  # CC 2 on channel 4 → arousal +1
+        time.sleep(3.5)  # two bars at 150 BPM: the next bar line has passed
+    finally:
+        controller.delete()
+    assert serve.stop() == 0
+    summary = json.loads(serve.summary_path.read_text())
+    last = summary["bars"][-1]["mood"]
+    assert last["valence"] == pytest.approx(-1.0, abs=0.05)
+    assert last["arousal"] == pytest.approx(1.0, abs=0.05)
+    assert summary["inputs"]["midi"]["dispatched"] == 2
