@@ -122,12 +122,11 @@ async def serve_live(config: LiveConfig) -> None:
     send, receive = trio.open_memory_channel[ControlEvent](256)
     dispatcher.start()
     log.info(
-        "livekomp %s: MIDI out %s via %s (%s), dispatcher %s",
+        "livekomp %s: MIDI out %s via %s (%s)",
         __version__,
         port.port_label,
         api_name(api),
         "virtual port" if config.midi_out is None else "existing port",
-        "SCHED_FIFO" if config.rt_priority else "normal priority",
     )
     try:
         async with trio.open_nursery() as nursery:
@@ -160,8 +159,15 @@ async def serve_live(config: LiveConfig) -> None:
             if config.summary:
                 report.extra["inputs"] = stats.as_dict()
                 report.extra["composer"] = composer.summary()
+                report.extra["controls_not_understood"] = router.unhandled
                 report.write(Path(config.summary))
-            log.info("stopped; inputs: %s", stats.as_dict())
+            counts = {
+                f"{transport} {reason}": n
+                for transport, reasons in stats.as_dict().items()
+                for reason, n in reasons.items()
+                if n
+            }
+            log.info("stopped after %d bars; inputs: %s", performer.bars_played, counts or "none")
 
 
 def _release_everything(dispatcher: Dispatcher, output: TrackedOutput, clock: MasterClock) -> None:

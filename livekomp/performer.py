@@ -18,6 +18,7 @@ import trio
 
 from livekomp.composer import ComposerService
 from livekomp.inputs.events import ControlEvent, Param
+from livekomp.inputs.stats import RateLimitedLog
 from livekomp.mood import Mood, MoodState
 from livekomp.music import messages
 from livekomp.music.messages import ScheduledMessage
@@ -237,6 +238,7 @@ class ControlRouter:
         self.performer = performer
         self.on_line = on_line
         self.unhandled = 0
+        self._drop_log = RateLimitedLog(log)
 
     def handle(self, event: ControlEvent) -> None:
         performer = self.performer
@@ -250,19 +252,32 @@ class ControlRouter:
                 performer.panic()
             case Param.TEMPO:
                 assert isinstance(event.value, int | float)
-                clock.set_tempo(float(event.value), event.at_beat)
+                from_beat = clock.set_tempo(float(event.value), event.at_beat)
+                log.info("tempo %.1f BPM from beat %g", event.value, from_beat)
             case Param.SAY | Param.SCENE:
                 if self.on_line is not None:
                     self.on_line(event.param.value, event)
+            case Param.MOOD:
+                if performer.mood.apply(event, clock.now_s()):
+                    target = performer.mood.target()
+                    log.info(
+                        "mood %r → valence %+.2f arousal %+.2f",
+                        event.value,
+                        target.valence,
+                        target.arousal,
+                    )
+                else:
+                    self._drop(event)
             case _:
                 if not performer.mood.apply(event, clock.now_s()):
-                    self.unhandled += 1
-                    log.warning(
-                        "dropped %s %r from %s: not understood",
-                        event.param.value,
-                        event.value,
-                        event.source,
-                    )
+                    self._drop(event)
+
+    def _drop(self, event: ControlEvent) -> None:
+        self.unhandled += 1
+        self._drop_log.warning(
+            "not_understood",
+            f"dropped {event.param.value} {event.value!r} from {event.source}: not understood",
+        )
 
     async def serve(
         self,

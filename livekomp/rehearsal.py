@@ -128,6 +128,7 @@ async def _rehearse(
         dispatcher.close()
         recorder.close()
     report.extra["composer"] = composer.summary()
+    report.extra["controls_not_understood"] = router.unhandled
     summary_path = out_dir / "summary.json"
     report.write(summary_path)
     return RehearsalResult(recorder.path, summary_path, report.as_dict())
