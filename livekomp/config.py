@@ -26,6 +26,26 @@ class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the file and the key."""
 
 
+def read_toml(
+    path: Path, error: type[ValueError], what: str, shown: str | None = None
+) -> dict[str, Any]:
+    """Read a TOML file; a missing, unreadable or malformed file raises `error` naming it.
+
+    Every file livekomp reads (settings, setlists, mappings) fails the same way, before
+    anything plays.
+    """
+    shown = shown or str(path)
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise error(f"{shown}: no such {what} file") from None
+    except OSError as exc:
+        raise error(f"{shown}: cannot read {what} file: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{shown}: not valid TOML: {exc}") from None
+
+
 @dataclass(frozen=True, slots=True)
 class LiveConfig:
     """Everything `livekomp serve` needs."""
@@ -104,13 +124,7 @@ def load_live_config(path: str | Path | None, overrides: dict[str, object]) -> L
     values: dict[str, object] = {}
     if path is not None:
         path = Path(path)
-        try:
-            with path.open("rb") as f:
-                data = tomllib.load(f)
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+        data = read_toml(path, ConfigError, "config")
         table = data.get("serve", {})
         if not isinstance(table, dict):
             raise ConfigError(f"{path}: serve: expected a [serve] table")

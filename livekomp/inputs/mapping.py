@@ -28,13 +28,13 @@ from __future__ import annotations
 
 import difflib
 import math
-import tomllib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, ClassVar
+from typing import ClassVar
 
+from livekomp.config import read_toml
 from livekomp.inputs.events import PARAM_RANGES, TEXT_PARAMS, TRIGGER_PARAMS, ControlEvent, Param
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "mappings"
@@ -576,15 +576,7 @@ def _route_key(route: OscRoute | MidiRoute) -> str | MidiKey:
 
 
 def _read_file(path: Path, shown: str) -> list[OscRoute | MidiRoute]:
-    try:
-        with path.open("rb") as f:
-            doc: dict[str, Any] = tomllib.load(f)
-    except FileNotFoundError:
-        raise MappingError(f"{shown}: mapping file not found") from None
-    except OSError as e:
-        raise MappingError(f"{shown}: cannot read mapping file: {e}") from None
-    except tomllib.TOMLDecodeError as e:
-        raise MappingError(f"{shown}: invalid TOML: {e}") from None
+    doc = read_toml(path, MappingError, "mapping", shown)
     top = _At(shown)
     _table(doc, top, (*_SECTIONS, *_INFO_KEYS))
     routes: list[OscRoute | MidiRoute] = []

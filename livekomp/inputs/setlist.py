@@ -18,12 +18,12 @@ A malformed setlist fails before anything plays, naming the file, the cue and th
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import trio
 
+from livekomp.config import read_toml
 from livekomp.inputs.events import PARAM_RANGES, ControlEvent, Param
 from livekomp.mood import MOOD_WORDS, Mood, interpret
 from livekomp.music.theory import parse_key
@@ -164,14 +164,7 @@ def parse_setlist(data: dict[str, object], path: Path) -> Setlist:
 
 def load_setlist(path: str | Path) -> Setlist:
     path = Path(path)
-    try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
-    except FileNotFoundError:
-        raise SetlistError(f"{path}: no such setlist file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SetlistError(f"{path}: not valid TOML: {exc}") from None
-    return parse_setlist(data, path)
+    return parse_setlist(read_toml(path, SetlistError, "setlist"), path)
 
 
 # Cue events go out this many beats before the performer plans the cue's bar, so in virtual time

@@ -381,14 +381,14 @@ def test_bad_files_name_file_and_key(tmp_path, text, key, words):
 
 def test_bad_toml_syntax_names_file(tmp_path):
     path = write(tmp_path, '[[osc]]\naddress = "/a\n', "broken.toml")
-    with pytest.raises(MappingError, match=r"broken\.toml: invalid TOML"):
+    with pytest.raises(MappingError, match=r"broken\.toml: not valid TOML"):
         load_mapping([path])
 
 
 def test_missing_file_and_unknown_preset(tmp_path):
-    with pytest.raises(MappingError, match=r"nope\.toml: mapping file not found"):
+    with pytest.raises(MappingError, match=r"nope\.toml: no such mapping file"):
         load_mapping([tmp_path / "nope.toml"])
-    with pytest.raises(MappingError, match="no_such_preset: mapping file not found"):
+    with pytest.raises(MappingError, match="no_such_preset: no such mapping file"):
         load_mapping(["no_such_preset"])
 
 
