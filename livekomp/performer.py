@@ -1,15 +1,18 @@
 """The performer: works ahead of the music, turning composed bars into scheduled MIDI.
 
 For each bar it wakes `lookahead_beats` before the bar line, reads the mood at that moment (so
-content changes land on the next bar line), asks the composer service for the bar, and hands
-note-ons, note-offs and MIDI clock ticks to the dispatcher. It also owns the transport (start,
-stop, panic) and routes every control event to where it belongs.
+content changes land on the next bar line), asks the composer service for the bar, and hands the
+bar's MIDI clock ticks to the dispatcher. The notes go out a beat at a time, `release_lead_beats`
+before each beat, with their velocities scaled by how the mood's dynamics moved since the bar was
+composed — so a fader's expressive change is heard on the next beat, its content change on the
+next bar. It also owns the transport (start, stop, panic) and routes every control event.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
@@ -48,6 +51,7 @@ class PerformerConfig:
     lookahead_beats: float = 1.0
     clock_out: bool = True  # send MIDI clock (0xF8, Start, Stop) with the notes
     preroll_s: float = 0.25  # time from "start" to beat 0 beyond the lookahead
+    release_lead_beats: float = 0.125  # how long before its beat a note goes to the dispatcher
 
     def __post_init__(self) -> None:
         if not 1 <= self.beats_per_bar <= 16:
@@ -56,32 +60,74 @@ class PerformerConfig:
             raise ValueError(
                 f"lookahead_beats must be in (0, beats_per_bar], got {self.lookahead_beats}"
             )
+        if not 0 < self.release_lead_beats <= self.lookahead_beats:
+            raise ValueError(
+                f"release_lead_beats must be in (0, lookahead_beats], got {self.release_lead_beats}"
+            )
+
+
+# How much louder one unit of each dynamic dimension plays, in octaves of velocity (a factor of 2
+# per unit): intensity is the performer's volume fader, arousal colours it.
+EXPRESSION_GAIN_OCTAVES = {"intensity": 1.0, "arousal": 0.35}
+
+
+def expression_ratio(planned: Mood, now: Mood) -> float:
+    """The velocity factor for notes composed in mood `planned` and played in mood `now`."""
+    octaves = sum(
+        weight * (getattr(now, name) - getattr(planned, name))
+        for name, weight in EXPRESSION_GAIN_OCTAVES.items()
+    )
+    return 2.0**octaves
+
+
+def scale_velocity(data: bytes, ratio: float) -> bytes:
+    """A note-on with its velocity scaled by `ratio` (kept in 1..127); other messages as given."""
+    if ratio == 1.0 or not messages.is_note_on(data):
+        return data
+    velocity = min(127, max(1, round(data[2] * ratio)))
+    return bytes((data[0], data[1], velocity))
+
+
+@dataclass(frozen=True, slots=True)
+class BeatRelease:
+    """The notes that start within one beat, waiting to be handed to the dispatcher."""
+
+    beat: float
+    notes: tuple[ScheduledMessage, ...]  # note-ons and their note-offs
+    mood: Mood  # the mood the bar was composed in
 
 
 def render_bar(bar: ComposedBar, start_beat: float, *, clock_ticks: bool) -> list[ScheduledMessage]:
     """A composed bar → the note-ons, note-offs (and clock ticks) that play it from `start_beat`."""
-    scheduled: list[ScheduledMessage] = []
+    scheduled = [m for beat_notes in render_notes_by_beat(bar, start_beat) for m in beat_notes]
+    if clock_ticks:
+        scheduled += render_clock_ticks(start_beat, bar.beats_per_bar)
+    scheduled.sort()
+    return scheduled
+
+
+def render_notes_by_beat(bar: ComposedBar, start_beat: float) -> list[list[ScheduledMessage]]:
+    """The bar's note-ons with their note-offs, grouped by the beat each note starts in."""
+    beats: list[list[ScheduledMessage]] = [[] for _ in range(bar.beats_per_bar)]
     for part, notes in bar.parts.items():
         channel = PART_CHANNELS[part]
         for note in notes:
             on_beat = start_beat + note.start_beats
-            scheduled.append(
+            off_beat = on_beat + note.duration_beats
+            group = beats[min(int(note.start_beats), bar.beats_per_bar - 1)]
+            group.append(
                 ScheduledMessage.at(on_beat, messages.note_on(channel, note.pitch, note.velocity))
             )
-            scheduled.append(
-                ScheduledMessage.at(
-                    on_beat + note.duration_beats, messages.note_off(channel, note.pitch)
-                )
-            )
-    if clock_ticks:
-        ticks = bar.beats_per_bar * messages.CLOCK_TICKS_PER_BEAT
-        tick = bytes((messages.CLOCK_TICK,))
-        scheduled.extend(
-            ScheduledMessage.at(start_beat + i / messages.CLOCK_TICKS_PER_BEAT, tick)
-            for i in range(ticks)
-        )
-    scheduled.sort()
-    return scheduled
+            group.append(ScheduledMessage.at(off_beat, messages.note_off(channel, note.pitch)))
+    for group in beats:
+        group.sort()
+    return beats
+
+
+def render_clock_ticks(start_beat: float, beats: int) -> list[ScheduledMessage]:
+    tick = bytes((messages.CLOCK_TICK,))
+    per_beat = messages.CLOCK_TICKS_PER_BEAT
+    return [ScheduledMessage.at(start_beat + i / per_beat, tick) for i in range(beats * per_beat)]
 
 
 BarListener = Callable[[ComposedBar, Mood], None]
@@ -177,17 +223,37 @@ class Performer:
             )
 
     async def _play(self, max_bars: int | None) -> bool:
-        """Plan bars until `max_bars` (True: the set is over) or until stopped (False)."""
+        """Plan bars and release their beats until `max_bars` (True: the set is over) or until
+        stopped (False).
+
+        Two streams in time order: bar plans, each `lookahead_beats` before its bar line, and
+        beat releases, each `release_lead_beats` before its beat. At equal times the plan goes
+        first, since it may be the one that queues the release.
+        """
+        config = self.config
         self._planned_until = self._origin_beat
         self.bars_played = 0
+        releases: deque[BeatRelease] = deque()
         finished = False
         with trio.CancelScope() as scope:
             self._play_scope = scope
             try:
                 bar = 0
-                while max_bars is None or bar < max_bars:
-                    await self._plan_bar(bar)
-                    bar += 1
+                while True:
+                    more_bars = max_bars is None or bar < max_bars
+                    plan_beat = self._bar_beat(bar) - config.lookahead_beats
+                    if releases and (
+                        not more_bars or releases[0].beat - config.release_lead_beats < plan_beat
+                    ):
+                        release = releases.popleft()
+                        await self.clock.sleep_until_beat(release.beat - config.release_lead_beats)
+                        self._release(release)
+                    elif more_bars:
+                        await self.clock.sleep_until_beat(plan_beat)
+                        releases.extend(await self._plan_bar(bar))
+                        bar += 1
+                    else:
+                        break
                 # A tick past the end, so the last note-offs have gone out as scheduled.
                 await self.clock.sleep_until_beat(self._planned_until + END_MARGIN_BEATS)
                 finished = True
@@ -196,10 +262,13 @@ class Performer:
                 self._end_of_play()
         return finished
 
-    async def _plan_bar(self, index: int) -> None:
+    def _bar_beat(self, index: int) -> float:
+        return self._origin_beat + index * self.config.beats_per_bar
+
+    async def _plan_bar(self, index: int) -> list[BeatRelease]:
+        """Compose bar `index` in the mood of now; queue its clock ticks; return its beats."""
         config = self.config
-        start_beat = self._origin_beat + index * config.beats_per_bar
-        await self.clock.sleep_until_beat(start_beat - config.lookahead_beats)
+        start_beat = self._bar_beat(index)
         mood = self.mood.at(self.clock.now_s())
         request = BarRequest(
             index=index,
@@ -211,11 +280,24 @@ class Performer:
             intensity=mood.intensity,
         )
         bar = await self.composer.compose(request)
-        self.dispatcher.submit(render_bar(bar, start_beat, clock_ticks=config.clock_out))
+        if config.clock_out:
+            self.dispatcher.submit(render_clock_ticks(start_beat, config.beats_per_bar))
         self._planned_until = start_beat + config.beats_per_bar
         self.bars_played = index + 1
         if self.on_bar is not None:
             self.on_bar(bar, mood)
+        return [
+            BeatRelease(start_beat + i, tuple(notes), mood)
+            for i, notes in enumerate(render_notes_by_beat(bar, start_beat))
+            if notes
+        ]
+
+    def _release(self, release: BeatRelease) -> None:
+        """Hand one beat's notes to the dispatcher, their dynamics following the mood of now."""
+        ratio = expression_ratio(release.mood, self.mood.at(self.clock.now_s()))
+        self.dispatcher.submit(
+            ScheduledMessage(m.beat, m.order, scale_velocity(m.data, ratio)) for m in release.notes
+        )
 
     def _end_of_play(self) -> None:
         """Runs on every way out of playing (finished, stopped, cancelled, crashed)."""

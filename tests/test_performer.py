@@ -9,11 +9,18 @@ import trio
 
 from livekomp.composer import ComposerService
 from livekomp.inputs.events import ControlEvent, Param
-from livekomp.mood import MoodState
+from livekomp.mood import Mood, MoodState
 from livekomp.music import messages
 from livekomp.music.phrase import BarRequest, ComposedBar, Note, Part
 from livekomp.outputs.midi import MemoryOutput, TrackedOutput
-from livekomp.performer import ControlRouter, Performer, PerformerConfig, render_bar
+from livekomp.performer import (
+    ControlRouter,
+    Performer,
+    PerformerConfig,
+    expression_ratio,
+    render_bar,
+    scale_velocity,
+)
 from livekomp.timing.clock import MasterClock
 from livekomp.timing.dispatcher import VirtualDispatcher
 
@@ -210,3 +217,26 @@ def test_render_bar_orders_offs_before_ons_at_the_same_beat():
         (10.0, 0x80),
     ]
     assert math.isclose(rendered[-1].beat, 10.0)
+
+
+async def test_dynamics_follow_the_fader_from_the_next_beat(autojump_clock):
+    rig = Rig()
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rig.dispatcher.serve)
+
+        async def push_fader():
+            await rig.clock.sleep_until_beat(4.5)  # inside bar 1, planned at beat 3
+            rig.router.handle(ControlEvent(Param.INTENSITY, 1.0))
+
+        nursery.start_soon(push_fader)
+        await rig.performer.serve(max_bars=3)
+        nursery.cancel_scope.cancel()
+    bass = {m.beat: m.data[2] for m in note_ons(rig, 2)}
+    assert bass[4.0] == 80  # released before the move
+    assert bass[6.0] == round(80 * expression_ratio(Mood(), Mood(intensity=1.0)))  # next beat
+    assert bass[6.0] > 100
+    assert bass[8.0] == 80  # bar 2 was composed at the new intensity: nothing left to scale
+    assert expression_ratio(Mood(), Mood()) == 1.0
+    assert expression_ratio(Mood(arousal=-1.0), Mood(arousal=1.0)) > 1.5
+    assert scale_velocity(messages.note_on(0, 60, 100), 3.0) == messages.note_on(0, 60, 127)
+    assert scale_velocity(messages.note_on(0, 60, 2), 0.1) == messages.note_on(0, 60, 1)
