@@ -5,6 +5,7 @@
 
 Every way out — Ctrl-C, SIGTERM, an exception anywhere — ends in the same shielded cleanup that
 releases every sounding note (note-offs, then CC 123 on every channel used) and sends MIDI Stop.
+The MIDI sender is a child process that does the same by itself if this process dies.
 """
 
 from __future__ import annotations
@@ -26,16 +27,14 @@ from livekomp.inputs.osc import serve_osc
 from livekomp.inputs.stats import InputStats
 from livekomp.midiports import api_name, choose_api
 from livekomp.mood import Mood, MoodState
-from livekomp.music import messages
 from livekomp.music.phrase import ComposedBar
 from livekomp.music.rules import RuleComposer
 from livekomp.music.theory import parse_key
-from livekomp.outputs.midi import FanOut, MidiSink, RtMidiOutput, TrackedOutput
-from livekomp.outputs.midifile import MidiFileRecorder
 from livekomp.performer import ControlRouter, Performer, PerformerConfig
 from livekomp.report import RunReport
 from livekomp.timing.clock import MasterClock
-from livekomp.timing.dispatcher import Dispatcher
+from livekomp.timing.dispatcher import DispatcherError
+from livekomp.timing.sender import OutputSpec, ProcessDispatcher, RecordSpec
 
 log = logging.getLogger("livekomp")
 
@@ -67,20 +66,18 @@ async def serve_live(config: LiveConfig) -> None:
     tonic = parse_key(config.key)
     mapping = load_mapping(config.mappings)
     api = choose_api(config.midi_api)
-    port = await trio.to_thread.run_sync(partial(RtMidiOutput, config.midi_out, api=api))
-    sinks: list[MidiSink] = [port]
-    recorder = None
-    if config.record:
-        recorder = MidiFileRecorder(
-            config.record, beats_per_bar=config.beats_per_bar, bpm=config.bpm
-        )
-        sinks.append(recorder)
-    output = TrackedOutput(FanOut(sinks))
     clock = MasterClock(config.bpm)
-    if recorder is not None:
-        recorder.follow_tempo(clock)
-    dispatcher = Dispatcher(
-        clock, output, spin_s=config.spin_us * 1e-6, rt_priority=config.rt_priority
+    record = None
+    if config.record:
+        record = RecordSpec(config.record, beats_per_bar=config.beats_per_bar, bpm=config.bpm)
+    # The sender runs in its own process: composer work here can never delay a send (the GIL),
+    # and even if this process is killed, the sender releases every note.
+    dispatcher = ProcessDispatcher(
+        clock,
+        OutputSpec.rtmidi(config.midi_out, api=api),
+        record=record,
+        spin_s=config.spin_us * 1e-6,
+        rt_priority=config.rt_priority,
     )
     stats = InputStats()
     report = RunReport(
@@ -120,11 +117,16 @@ async def serve_live(config: LiveConfig) -> None:
 
     router = ControlRouter(performer, on_line=on_line)
     send, receive = trio.open_memory_channel[ControlEvent](256)
-    dispatcher.start()
+    await trio.to_thread.run_sync(dispatcher.start)
     log.info(
-        "livekomp %s: MIDI out %s via %s (%s)",
+        "livekomp %s: MIDI sender process %s%s",
         __version__,
-        port.port_label,
+        dispatcher.pid,
+        " (SCHED_FIFO)" if dispatcher.realtime else "",
+    )
+    log.info(
+        "MIDI output open: %s (%s, %s)",
+        dispatcher.port_label,
         api_name(api),
         "virtual port" if config.midi_out is None else "existing port",
     )
@@ -151,11 +153,23 @@ async def serve_live(config: LiveConfig) -> None:
             )
     finally:
         with trio.CancelScope(shield=True):
-            _release_everything(dispatcher, output, clock)
-            port.close()
-            if recorder is not None:
-                recorder.close()
-                log.info("recorded %s", recorder.path)
+            try:
+                # Releases every sounding note (note-offs, CC 123), sends MIDI Stop, writes
+                # the recording.
+                await trio.to_thread.run_sync(partial(dispatcher.close, send_stop=True))
+            except DispatcherError:
+                log.exception("the MIDI sender had failed")
+            if record is not None:
+                log.info("recorded %s", record.path)
+            timing = dispatcher.summary()
+            if timing.get("count"):
+                log.info(
+                    "send timing: %d messages, late by p50 %.3f / p99 %.3f / max %.3f ms",
+                    timing["count"],
+                    timing["p50_ms"],
+                    timing["p99_ms"],
+                    timing["max_ms"],
+                )
             if config.summary:
                 report.extra["inputs"] = stats.as_dict()
                 report.extra["composer"] = composer.summary()
@@ -168,14 +182,3 @@ async def serve_live(config: LiveConfig) -> None:
                 if n
             }
             log.info("stopped after %d bars; inputs: %s", performer.bars_played, counts or "none")
-
-
-def _release_everything(dispatcher: Dispatcher, output: TrackedOutput, clock: MasterClock) -> None:
-    """Stop sending, release every sounding note, and tell followers the transport stopped."""
-    beat = clock.current_beat() if clock.running else 0.0
-    try:
-        dispatcher.close()
-    except Exception:
-        log.exception("the dispatcher had failed")
-    output.release_all(beat)
-    output.send(bytes((messages.CLOCK_STOP,)), beat)

@@ -1,12 +1,17 @@
 """Benchmarks that the package never imports.
 
-    python tools/bench.py timing [--events 2000] [--json FILE]
+    python tools/bench.py timing [--events 2000] [--load composer] [--load-procs N]
+                                 [--load-threads N] [--json FILE]
 
-`timing` sends the same schedule twice under the same background CPU load ("the composer is busy
-generating"): once through the live `Dispatcher` thread, once by plain trio scheduling
-(`trio.sleep_until` per event, the baseline). It reports how late each message reached the output
-(actual − scheduled, measured with `time.perf_counter` inside the sink) as p50/p99/max in ms, and
-the ratio baseline/dispatcher. `bench_timing(events)` returns the same numbers as a dict.
+`timing` sends the same schedule three times under the same CPU load ("the composer is busy
+generating"): through the sender process (`ProcessDispatcher`), through the live `Dispatcher`
+thread, and by plain trio scheduling (`trio.sleep_until` per event, the baseline). The load is any
+mix of busy processes (other cores), busy Python threads here, and — `--load composer` — livekomp's
+real `RuleComposer` composing bar after bar in a thread of this process: pure Python that holds the
+GIL, as a composer does live. It reports how late each message reached the output (actual −
+scheduled, stamped with `time.perf_counter` inside the in-memory sink, which for the sender process
+lives in the child) as p50/p99/max in ms, and each sender's ratio against the trio baseline.
+`bench_timing(events, ...)` returns the same numbers as a dict.
 """
 
 from __future__ import annotations
@@ -27,9 +32,12 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from livekomp.music.messages import ScheduledMessage, note_off, note_on
-from livekomp.outputs.midi import MemoryOutput, TrackedOutput
+from livekomp.music.phrase import BarRequest
+from livekomp.music.rules import RuleComposer
+from livekomp.outputs.midi import MemoryOutput, SentMessage, TrackedOutput
 from livekomp.timing.clock import MasterClock
 from livekomp.timing.dispatcher import Dispatcher, summarize_ms
+from livekomp.timing.sender import OutputSpec, ProcessDispatcher
 
 BPM = 120.0
 STEPS_PER_BEAT = 96  # one event per 1/96 beat: 5.2 ms apart at 120 BPM, 2,000 events in ~10 s
@@ -63,16 +71,35 @@ def _burn_until(stop: threading.Event) -> None:
             x = (x * 31 + i) % 1_000_003
 
 
-class Load:
-    """`procs` busy processes (other cores) and `threads` busy threads here (GIL contention)."""
+def _compose_until(stop: threading.Event) -> None:
+    # livekomp's own composer, bar after bar through a wandering mood: the in-process work live.
+    composer = RuleComposer(seed=1)
+    index = 0
+    while not stop.is_set():
+        phase = index * 0.37
+        request = BarRequest(
+            index=index,
+            beats_per_bar=4,
+            tonic=index % 12,
+            valence=math.sin(phase),
+            arousal=math.cos(phase * 0.7),
+            density=0.5 + 0.4 * math.sin(phase * 1.3),
+        )
+        composer.compose_bar(request)
+        index += 1
 
-    def __init__(self, procs: int, threads: int) -> None:
+
+class Load:
+    """`procs` busy processes (other cores), `threads` busy threads and `composers` composer
+    threads here (GIL contention)."""
+
+    def __init__(self, procs: int, threads: int, composers: int = 0) -> None:
         context = multiprocessing.get_context("spawn")
         self._procs = [context.Process(target=_burn_forever, daemon=True) for _ in range(procs)]
         self._stop = threading.Event()
+        targets = [_burn_until] * threads + [_compose_until] * composers
         self._threads = [
-            threading.Thread(target=_burn_until, args=(self._stop,), daemon=True)
-            for _ in range(threads)
+            threading.Thread(target=target, args=(self._stop,), daemon=True) for target in targets
         ]
 
     def __enter__(self) -> Load:
@@ -90,14 +117,17 @@ class Load:
             thread.join()
 
 
-def describe_load(procs: int, threads: int) -> str:
+def describe_load(procs: int, threads: int, composers: int = 0) -> str:
     try:
         import torch  # noqa: F401
 
         kind = "torch matmul"
     except ImportError:
         kind = "pure Python"
-    return f"{procs} busy process(es) ({kind}), {threads} busy thread(s) in-process (GIL)"
+    return (
+        f"{procs} busy process(es) ({kind}), {threads} busy thread(s) in-process (GIL), "
+        f"{composers} RuleComposer thread(s) in-process (GIL)"
+    )
 
 
 # -- the schedule ----------------------------------------------------------------------------
@@ -113,14 +143,27 @@ def make_schedule(events: int) -> list[ScheduledMessage]:
     return messages
 
 
-def _lateness_s(sink: MemoryOutput, clock: MasterClock) -> list[float]:
+def _lateness_s(sent: list[SentMessage], clock: MasterClock) -> list[float]:
     tempo_map = clock.tempo_map
-    return [m.time_s - tempo_map.time_at(m.beat) for m in sink.sent]
+    return [m.time_s - tempo_map.time_at(m.beat) for m in sent]
 
 
-def _check_complete(name: str, sink: MemoryOutput, events: int) -> None:
-    if len(sink.sent) != events:
-        raise RuntimeError(f"{name}: {len(sink.sent)} of {events} messages arrived")
+def _check_complete(name: str, sent: list[SentMessage], events: int) -> None:
+    if len(sent) < events:
+        raise RuntimeError(f"{name}: {len(sent)} of {events} messages arrived")
+
+
+async def _feed(
+    clock: MasterClock, dispatcher: Dispatcher | ProcessDispatcher, messages: list[ScheduledMessage]
+) -> None:
+    """Submit a beat ahead, as the performer does, and wait past the last message."""
+    by_beat: dict[int, list[ScheduledMessage]] = {}
+    for message in messages:
+        by_beat.setdefault(math.floor(message.beat), []).append(message)
+    for beat, chunk in sorted(by_beat.items()):
+        await clock.sleep_until_beat(beat - 1)
+        dispatcher.submit(chunk)
+    await clock.sleep_until_beat(messages[-1].beat + 0.1)
 
 
 async def _run_dispatcher(messages: list[ScheduledMessage]) -> tuple[list[float], bool]:
@@ -130,18 +173,27 @@ async def _run_dispatcher(messages: list[ScheduledMessage]) -> tuple[list[float]
     dispatcher.start()
     try:
         clock.start(time.perf_counter() + LEAD_IN_S)
-        # Feed it a beat ahead, as the performer does.
-        by_beat: dict[int, list[ScheduledMessage]] = {}
-        for message in messages:
-            by_beat.setdefault(math.floor(message.beat), []).append(message)
-        for beat, chunk in sorted(by_beat.items()):
-            await clock.sleep_until_beat(beat - 1)
-            dispatcher.submit(chunk)
-        await clock.sleep_until_beat(messages[-1].beat + 0.1)
-        _check_complete("dispatcher", sink, len(messages))
+        await _feed(clock, dispatcher, messages)
+        _check_complete("dispatcher", sink.sent, len(messages))
     finally:
         dispatcher.close()  # its panic adds All Notes Off messages: counted before
-    return _lateness_s(sink, clock)[: len(messages)], dispatcher.realtime
+    return _lateness_s(sink.sent[: len(messages)], clock), dispatcher.realtime
+
+
+async def _run_process_dispatcher(
+    messages: list[ScheduledMessage],
+) -> tuple[list[float], bool, float]:
+    clock = MasterClock(BPM)
+    dispatcher = ProcessDispatcher(clock, OutputSpec.memory())
+    await trio.to_thread.run_sync(dispatcher.start)
+    try:
+        clock.start(time.perf_counter() + LEAD_IN_S)
+        await _feed(clock, dispatcher, messages)
+    finally:
+        dispatcher.close()  # the sent messages come back from the child here
+    _check_complete("process dispatcher", dispatcher.sent, len(messages))
+    sent = dispatcher.sent[: len(messages)]
+    return _lateness_s(sent, clock), dispatcher.realtime, dispatcher.startup_s
 
 
 async def _run_trio_baseline(messages: list[ScheduledMessage]) -> list[float]:
@@ -154,14 +206,28 @@ async def _run_trio_baseline(messages: list[ScheduledMessage]) -> list[float]:
     for message in messages:
         await trio.sleep_until(tempo_map.time_at(message.beat) + trio_minus_perf_s)
         output.send(message.data, message.beat)
-    _check_complete("trio baseline", sink, len(messages))
-    return _lateness_s(sink, clock)
+    _check_complete("trio baseline", sink.sent, len(messages))
+    return _lateness_s(sink.sent, clock)
+
+
+def _ratio(baseline: dict[str, float], sender: dict[str, float]) -> dict[str, float]:
+    """How many times later the trio baseline is than `sender`, per statistic."""
+    return {
+        key: (baseline[key] / sender[key] if sender[key] > 0 else math.inf)
+        for key in ("p50_ms", "p99_ms", "max_ms")
+    }
 
 
 def bench_timing(
-    events: int = 2000, *, load_procs: int = 2, load_threads: int = 0, trio_rt_priority: int = 0
+    events: int = 2000,
+    *,
+    load_procs: int = 2,
+    load_threads: int = 0,
+    load_composers: int = 0,
+    trio_rt_priority: int = 0,
 ) -> dict:
-    """Dispatcher vs. trio-baseline send-time error under load; summaries in ms.
+    """Sender process vs. dispatcher thread vs. trio baseline, send-time error under one load;
+    summaries in ms.
 
     `trio_rt_priority` > 0 runs the trio thread under SCHED_FIFO at that priority (below the
     dispatcher's): a trio thread preempted by the load while it holds the GIL delays the
@@ -170,48 +236,60 @@ def bench_timing(
     if events < 2:
         raise ValueError("need at least 2 events")
     messages = make_schedule(events)
-    with Load(load_procs, load_threads):
+    with Load(load_procs, load_threads, load_composers):
         # After the load has started: spawned processes inherit the policy of their parent.
         if trio_rt_priority:
             policy = os.SCHED_FIFO | os.SCHED_RESET_ON_FORK
             os.sched_setscheduler(0, policy, os.sched_param(trio_rt_priority))
         try:
+            process_s, process_realtime, startup_s = trio.run(_run_process_dispatcher, messages)
             dispatcher_s, realtime = trio.run(_run_dispatcher, messages)
             baseline_s = trio.run(_run_trio_baseline, messages)
         finally:
             if trio_rt_priority:
                 os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+    process = summarize_ms(process_s)
     dispatcher = summarize_ms(dispatcher_s)
     baseline = summarize_ms(baseline_s)
-    ratio = {
-        key: (baseline[key] / dispatcher[key] if dispatcher[key] > 0 else math.inf)
-        for key in ("p50_ms", "p99_ms", "max_ms")
-    }
     return {
         "events": events,
         "bpm": BPM,
         "event_spacing_ms": 60_000 / BPM / STEPS_PER_BEAT,
-        "load": describe_load(load_procs, load_threads),
+        "load": describe_load(load_procs, load_threads, load_composers),
         "trio_thread": f"SCHED_FIFO {trio_rt_priority}" if trio_rt_priority else "normal",
+        "process_sched_fifo": process_realtime,
+        "process_startup_ms": startup_s * 1e3,
         "dispatcher_sched_fifo": realtime,
+        "process_dispatcher": process,
         "dispatcher": dispatcher,
         "trio_baseline": baseline,
-        "ratio_baseline_over_dispatcher": ratio,
+        "ratio_baseline_over_process": _ratio(baseline, process),
+        "ratio_baseline_over_dispatcher": _ratio(baseline, dispatcher),
     }
 
 
 def format_timing(result: dict) -> str:
+    def summary(key: str) -> Callable[[str], str]:
+        return lambda stat: f"{result[key][stat]:8.3f}"
+
+    def ratio(key: str) -> Callable[[str], str]:
+        return lambda stat: f"{result[key][stat]:7.1f}x"
+
     rows: list[tuple[str, Callable[[str], str]]] = [
-        ("dispatcher", lambda k: f"{result['dispatcher'][k]:8.3f}"),
-        ("trio sleep_until", lambda k: f"{result['trio_baseline'][k]:8.3f}"),
-        ("ratio trio/disp.", lambda k: f"{result['ratio_baseline_over_dispatcher'][k]:7.1f}x"),
+        ("sender process", summary("process_dispatcher")),
+        ("dispatcher thread", summary("dispatcher")),
+        ("trio sleep_until", summary("trio_baseline")),
+        ("ratio trio/process", ratio("ratio_baseline_over_process")),
+        ("ratio trio/thread", ratio("ratio_baseline_over_dispatcher")),
     ]
     lines = [
         f"send-time error (actual - scheduled), {result['events']} events "
         f"{result['event_spacing_ms']:.2f} ms apart",
         f"load: {result['load']}",
-        f"dispatcher SCHED_FIFO: {result['dispatcher_sched_fifo']}; "
-        f"trio thread: {result['trio_thread']}",
+        f"SCHED_FIFO: sender process {result['process_sched_fifo']}, "
+        f"dispatcher thread {result['dispatcher_sched_fifo']}; "
+        f"trio thread: {result['trio_thread']}; "
+        f"sender process start-up {result['process_startup_ms']:.0f} ms",
         f"{'':18} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}",
     ]
     for name, cell in rows:
@@ -222,11 +300,20 @@ def format_timing(result: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    timing = commands.add_parser("timing", help="dispatcher vs trio send-time error under load")
+    timing = commands.add_parser(
+        "timing", help="sender process vs dispatcher thread vs trio: send-time error under load"
+    )
     timing.add_argument("--events", type=int, default=2000, help="messages to send (>= 2)")
     timing.add_argument("--load-procs", type=int, default=2, help="busy background processes")
     timing.add_argument(
         "--load-threads", type=int, default=0, help="busy Python threads in this process (GIL)"
+    )
+    timing.add_argument(
+        "--load",
+        choices=["composer"],
+        action="append",
+        default=[],
+        help="in-process load: 'composer' runs livekomp's RuleComposer in a thread (repeatable)",
     )
     timing.add_argument(
         "--trio-rt-priority", type=int, default=0, help="SCHED_FIFO priority for the trio thread"
@@ -238,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         args.events,
         load_procs=args.load_procs,
         load_threads=args.load_threads,
+        load_composers=args.load.count("composer"),
         trio_rt_priority=args.trio_rt_priority,
     )
     print(format_timing(result))

@@ -5,7 +5,8 @@ trio's timers wake up to a millisecond late, so live sending happens on one dedi
 busy-spins on the clock to the deadline and sends everything due. It runs under SCHED_FIFO at a low
 priority where the OS allows it (below the audio server's: a higher one stalled JACK on 2 cores).
 In rehearsal, `VirtualDispatcher` does the same as a trio task in virtual time. Both share the
-queue and its bookkeeping (`_Schedule`).
+queue and its bookkeeping (`_Schedule`); the pending-message rules (`MessageHeap`) are shared with
+the sender process too (`livekomp.timing.sender`).
 
 Messages are kept in beats and converted to seconds with the clock's current tempo map at the
 moment of sending, so a tempo change moves every pending message. A submit of an earlier message
@@ -85,6 +86,56 @@ def summarize_ms(values_s: Iterable[float]) -> dict[str, float]:
     }
 
 
+class MessageHeap:
+    """Pending messages ordered by (beat, send order, arrival), and the rules for dropping them.
+
+    Shared by every sender (the threads here and the sender process in `sender.py`), so that
+    "cancel keeps note-offs" and "panic may keep the clock" mean the same everywhere. Not locked:
+    its owner serializes access.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[_HeapEntry] = []
+        self._seq = itertools.count()
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def push(self, messages: Iterable[ScheduledMessage]) -> bool:
+        """Queue `messages`; True if the earliest pending message is now an earlier one."""
+        head = self._heap[0] if self._heap else None
+        for message in messages:
+            heapq.heappush(self._heap, (message.beat, int(message.order), next(self._seq), message))
+        return bool(self._heap) and (head is None or self._heap[0] < head)
+
+    def head_beat(self) -> float | None:
+        return self._heap[0][0] if self._heap else None
+
+    def cancel_from(self, beat: float) -> None:
+        """Drop messages at or after `beat`, except note-offs (see the module doc)."""
+        kept = [e for e in self._heap if e[0] < beat or is_note_off(e[3].data)]
+        heapq.heapify(kept)
+        self._heap = kept
+
+    def clear(self, *, keep_clock: bool = False) -> None:
+        """Drop everything, or with `keep_clock` everything but realtime messages (clock ticks)."""
+        if keep_clock:
+            self._heap = [e for e in self._heap if e[3].data[0] >= 0xF8]
+            heapq.heapify(self._heap)
+        else:
+            self._heap.clear()
+
+    def pop_due(self, tempo_map: TempoMap, now_s: float) -> list[tuple[float, ScheduledMessage]]:
+        """Pop every message due at `now_s`, each with its deadline in seconds."""
+        due: list[tuple[float, ScheduledMessage]] = []
+        while self._heap:
+            deadline_s = tempo_map.time_at(self._heap[0][0])
+            if deadline_s > now_s:
+                break
+            due.append((deadline_s, heapq.heappop(self._heap)[3]))
+        return due
+
+
 class _Schedule:
     """The queue and bookkeeping shared by the live and the virtual dispatcher.
 
@@ -100,8 +151,7 @@ class _Schedule:
         self.stats = LatenessStats()
         self._cond = threading.Condition(threading.RLock())
         self._send_lock = threading.RLock()
-        self._heap: list[_HeapEntry] = []
-        self._seq = itertools.count()
+        self._queue = MessageHeap()
         self._generation = 0
         self._last_beat = 0.0
         self._closed = False
@@ -114,23 +164,18 @@ class _Schedule:
         """Queue messages for sending; returns at once."""
         self._raise_if_failed()
         # Materialized before taking the lock: `messages` may be a lazy generator.
-        entries = [(m.beat, int(m.order), 0, m) for m in messages]
+        entries = list(messages)
         with self._cond:
             if self._closed:
                 raise DispatcherError("submit on a closed dispatcher")
-            head = self._heap[0] if self._heap else None
-            for beat, order, _, message in entries:
-                heapq.heappush(self._heap, (beat, order, next(self._seq), message))
-            if self._heap and (head is None or self._heap[0] < head):
+            if self._queue.push(entries):
                 self._wake()
 
     def cancel_from(self, beat: float) -> None:
         """Drop pending messages at or after `beat`, except note-offs (see the module doc)."""
         self._raise_if_failed()
         with self._cond:
-            kept = [e for e in self._heap if e[0] < beat or is_note_off(e[3].data)]
-            heapq.heapify(kept)
-            self._heap = kept
+            self._queue.cancel_from(beat)
             self._wake()
 
     def panic(self, *, keep_clock: bool = False) -> None:
@@ -141,11 +186,7 @@ class _Schedule:
         cleanup path.
         """
         with self._cond:
-            if keep_clock:
-                self._heap = [e for e in self._heap if e[3].data[0] >= 0xF8]
-                heapq.heapify(self._heap)
-            else:
-                self._heap.clear()
+            self._queue.clear(keep_clock=keep_clock)
             self._generation += 1
             self._wake()
         with self._send_lock:
@@ -154,7 +195,7 @@ class _Schedule:
     @property
     def pending(self) -> int:
         with self._cond:
-            return len(self._heap)
+            return len(self._queue)
 
     @property
     def error(self) -> BaseException | None:
@@ -188,24 +229,19 @@ class _Schedule:
 
         Caller holds `_cond`.
         """
-        if not self._heap:
+        head_beat = self._queue.head_beat()
+        if head_beat is None:
             return None
         tempo_map = self._tempo_map()
         if tempo_map is None:
             return None
-        return tempo_map.time_at(self._heap[0][0])
+        return tempo_map.time_at(head_beat)
 
     def _pop_due(self, now_s: float) -> tuple[int, list[tuple[float, ScheduledMessage]]]:
         """Pop every message due at `now_s`, with its deadline; plus the panic generation."""
-        due: list[tuple[float, ScheduledMessage]] = []
         with self._cond:
             tempo_map = self._tempo_map()
-            if tempo_map is not None:
-                while self._heap:
-                    deadline_s = tempo_map.time_at(self._heap[0][0])
-                    if deadline_s > now_s:
-                        break
-                    due.append((deadline_s, heapq.heappop(self._heap)[3]))
+            due = [] if tempo_map is None else self._queue.pop_due(tempo_map, now_s)
             return self._generation, due
 
     def _send_batch(self, generation: int, due: list[tuple[float, ScheduledMessage]]) -> None:
@@ -223,7 +259,7 @@ class _Schedule:
         log.error("dispatcher failed; releasing all notes", exc_info=err)
         self._error = err
         with self._cond:
-            self._heap.clear()
+            self._queue.clear()
             self._generation += 1
         try:
             with self._send_lock:

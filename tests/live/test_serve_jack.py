@@ -190,3 +190,21 @@ def test_a_midi_controller_steers_the_mood(serve_factory):
     assert last["valence"] == pytest.approx(-1.0, abs=0.05)
     assert last["arousal"] == pytest.approx(1.0, abs=0.05)
     assert summary["inputs"]["midi"]["dispatched"] == 2
+
+
+def test_even_a_killed_server_leaves_no_note_hanging(serve_factory, midi_dump):
+    """SIGKILL gives the server no chance to clean up; its sender process does it instead."""
+    dump = midi_dump()
+    serve = serve_factory("--bpm", "90")
+    connect(serve.port_label(), dump.port)
+    serve.wait_for("listening for OSC")
+    oscsend(serve.osc_port, "/livekomp/arousal", "f", -0.9)  # long notes
+    time.sleep(3.3)
+    serve.process.kill()
+    serve.process.wait(timeout=10)
+    time.sleep(1.0)  # the sender notices its parent is gone and releases
+    events = dump.events()
+    last_tick = max(i for i, (_, data) in enumerate(events) if data[0] == TICK)
+    assert hanging_notes(events[: last_tick + 1])  # notes were sounding when the server died
+    assert not hanging_notes(events)  # and the sender released every one
+    assert bytes([0xFC]) in [data for _, data in events[-12:]]
