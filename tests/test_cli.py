@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from livekomp.cli import main
-from tests.live.peers import jack_running
+from tests.jack import jack_running
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 

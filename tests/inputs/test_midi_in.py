@@ -23,6 +23,7 @@ from livekomp.inputs.midi import (
     serve_midi_in,
 )
 from livekomp.inputs.stats import InputStats
+from tests.jack import START_HINT, jack_ports, jack_running
 
 
 @pytest.fixture(scope="module")
@@ -179,25 +180,10 @@ async def test_full_queue_drops_and_counts(mapping, fake_rtmidi, monkeypatch):
 # --- real JACK ----------------------------------------------------------------------------------
 
 
-def jack_running() -> bool:
-    if shutil.which("jack_lsp") is None:
-        return False
-    # JACK clients start a server on demand unless told not to; a test must not do that.
-    env = {**os.environ, "JACK_NO_START_SERVER": "1"}
-    result = subprocess.run(["jack_lsp"], capture_output=True, env=env, timeout=10, check=False)
-    return result.returncode == 0
-
-
-def jack_ports() -> list[str]:
-    env = {**os.environ, "JACK_NO_START_SERVER": "1"}
-    out = subprocess.run(["jack_lsp"], capture_output=True, text=True, env=env, check=True)
-    return out.stdout.splitlines()
-
-
 @pytest.fixture
 def jack(monkeypatch):
     if not jack_running():
-        pytest.skip("no JACK server running (start one: jackd -d dummy -r 48000 -p 128 &)")
+        pytest.skip(f"no JACK server running ({START_HINT})")
     monkeypatch.setenv("JACK_NO_START_SERVER", "1")
 
 

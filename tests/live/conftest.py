@@ -5,32 +5,18 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 
 import pytest
 
-from tests.live.peers import MidiDump, Serve, jack_running
+from tests.jack import START_HINT, jack_running
+from tests.live.peers import MidiDump, Serve
 
 
 @pytest.fixture(scope="session")
 def jack_server():
-    """A JACK server on the dummy driver: the one running, or one started (and ended) here."""
-    if jack_running():
-        yield
-        return
-    if shutil.which("jackd") is None:
-        pytest.skip("no JACK: install jackd2 (Debian) to run the live MIDI tests")
-    process = subprocess.Popen(
-        ["jackd", "-d", "dummy", "-r", "48000", "-p", "128"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        subprocess.run(["jack_wait", "-w", "-t", "10"], check=True, capture_output=True)
-        yield
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
+    """The session's JACK server (see tests/conftest.py); the test skips without one."""
+    if not jack_running():
+        pytest.skip(f"no JACK server (install jackd2, or {START_HINT})")
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ third-party tools that talk to it (jack_midi_dump, jack_connect, oscsend)."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -13,13 +12,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def jack_running() -> bool:
-    if shutil.which("jack_lsp") is None:
-        return False
-    result = subprocess.run(["jack_lsp"], capture_output=True, timeout=10)
-    return result.returncode == 0
 
 
 def free_udp_port() -> int:

@@ -8,13 +8,13 @@ from __future__ import annotations
 import json
 import signal
 import socket
-import subprocess
 import time
 
 import pytest
 import rtmidi
 
 from livekomp.music.theory import detect_key
+from tests.jack import jack_ports
 from tests.live.peers import connect, oscsend
 
 pytestmark = [pytest.mark.jack, pytest.mark.liblo]
@@ -164,10 +164,6 @@ def test_panic_and_bad_input_do_not_stop_the_music(serve_factory, midi_dump):
     assert inputs.get("unknown_address", 0) >= 1
     assert inputs.get("out_of_range", 0) >= 1
     assert "panic: all notes released" in serve.log()
-
-
-def jack_ports() -> list[str]:
-    return subprocess.run(["jack_lsp"], capture_output=True, text=True).stdout.splitlines()
 
 
 def test_a_midi_controller_steers_the_mood(serve_factory):

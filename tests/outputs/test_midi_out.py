@@ -28,6 +28,7 @@ from livekomp.outputs.midi import (
 )
 from livekomp.timing.clock import MasterClock
 from livekomp.timing.dispatcher import Dispatcher
+from tests.jack import START_HINT, jack_ports, jack_running
 
 JACK = rtmidi.API_UNIX_JACK
 TICK = bytes((CLOCK_TICK,))
@@ -155,21 +156,10 @@ def test_tracked_output_is_thread_safe() -> None:
 # -- a real JACK server ----------------------------------------------------------------------
 
 
-def jack_running() -> bool:
-    try:
-        return subprocess.run(["jack_lsp"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
-
-
 needs_jack = pytest.mark.skipif(
     JACK not in rtmidi.get_compiled_api() or not jack_running(),
-    reason="needs a running JACK server: jackd -d dummy -r 48000 -p 128 & jack_wait -w -t 10",
+    reason=f"needs a running JACK server: {START_HINT}",
 )
-
-
-def jack_ports() -> list[str]:
-    return subprocess.run(["jack_lsp"], capture_output=True, text=True).stdout.splitlines()
 
 
 def wait_for_port(name: str, timeout_s: float = 5.0) -> None:

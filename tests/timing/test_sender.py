@@ -39,7 +39,8 @@ from livekomp.timing.sender import (
     RecordSpec,
     open_process_dispatcher,
 )
-from tests.live.peers import MidiDump, connect, jack_running
+from tests.jack import jack_running
+from tests.live.peers import MidiDump, connect
 
 BPM = 400.0  # 0.15 s a beat: live tests stay short
 TICK = bytes((CLOCK_TICK,))
