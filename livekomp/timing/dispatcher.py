@@ -254,6 +254,19 @@ class _Schedule:
                 self._last_beat = message.beat
                 self.output.send(message.data, message.beat)
 
+    def _close_queue(self) -> bool:
+        """Release everything and mark the queue closed; False if it was closed already."""
+        if self._closed:
+            return False
+        try:
+            if self._error is None:  # after a failure the notes were released already
+                self.panic()
+        finally:
+            with self._cond:
+                self._closed = True
+                self._wake()
+        return True
+
     def _fail(self, err: BaseException) -> None:
         """The sender died: keep the error for the caller and release what is sounding."""
         log.error("dispatcher failed; releasing all notes", exc_info=err)
@@ -305,18 +318,10 @@ class Dispatcher(_Schedule):
 
     def close(self, timeout_s: float = 2.0) -> None:
         """Panic, stop the thread and join it; raises the sender's error if it failed."""
-        if not self._closed:
-            try:
-                if self._error is None:  # after a failure the notes were released already
-                    self.panic()
-            finally:
-                with self._cond:
-                    self._closed = True
-                    self._wake()
-                if self._thread.is_alive():
-                    self._thread.join(timeout_s)
-                    if self._thread.is_alive():
-                        log.error("dispatcher thread did not stop within %.1f s", timeout_s)
+        if self._close_queue() and self._thread.is_alive():
+            self._thread.join(timeout_s)
+            if self._thread.is_alive():
+                log.error("dispatcher thread did not stop within %.1f s", timeout_s)
         self._raise_if_failed()
 
     def _wake(self) -> None:
@@ -380,14 +385,8 @@ class VirtualDispatcher(_Schedule):
         self._changed.set()
 
     def close(self) -> None:
-        if not self._closed:
-            try:
-                if self._error is None:  # after a failure the notes were released already
-                    self.panic()
-            finally:
-                with self._cond:
-                    self._closed = True
-                    self._wake()
+        """Panic and stop serving; raises the sender's error if it failed."""
+        self._close_queue()
         self._raise_if_failed()
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:

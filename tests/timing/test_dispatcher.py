@@ -5,15 +5,13 @@ Live tests assert order and "never early", never how late: machines are noisy.
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import trio
 
 from livekomp.music.messages import (
     CC_ALL_NOTES_OFF,
-    CLOCK_TICK,
-    ScheduledMessage,
     control_change,
     note_off,
     note_on,
@@ -28,21 +26,7 @@ from livekomp.timing.dispatcher import (
     open_virtual_dispatcher,
     summarize_ms,
 )
-
-BPM = 400.0  # 0.15 s a beat: live tests stay short
-TICK = bytes((CLOCK_TICK,))
-
-
-def at(beat: float, data: bytes) -> ScheduledMessage:
-    return ScheduledMessage.at(beat, data)
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.005)
+from tests.timing.common import BPM, ORDERING_CASE, ORDERING_EXPECTED, TICK, at, wait_for
 
 
 class Live:
@@ -68,32 +52,12 @@ def live() -> Iterator[Live]:
 
 
 def test_messages_arrive_in_beat_and_send_order(live: Live) -> None:
-    messages = [
-        at(0.0, TICK),
-        at(0.0, note_on(0, 60, 100)),
-        at(0.0, control_change(0, 7, 90)),
-        at(1.0, note_on(0, 60, 90)),  # re-struck: its note-off at the same beat must go first
-        at(1.0, note_off(0, 60)),
-        at(1.0, TICK),
-        at(1.5, note_on(1, 64, 80)),
-        at(2.0, note_off(0, 60)),
-        at(2.0, note_off(1, 64)),
-    ]
+    messages = ORDERING_CASE
     live.clock.start()
     live.dispatcher.submit(reversed(messages))
     wait_for(lambda: len(live.sink.sent) == len(messages))
 
-    assert live.sink.data == [
-        TICK,
-        control_change(0, 7, 90),
-        note_on(0, 60, 100),
-        TICK,
-        note_off(0, 60),
-        note_on(0, 60, 90),
-        note_on(1, 64, 80),
-        note_off(1, 64),  # a tie in (beat, order) keeps submission order (reversed here)
-        note_off(0, 60),
-    ]
+    assert live.sink.data == ORDERING_EXPECTED
     live.assert_never_early()
     assert live.dispatcher.stats.summary()["count"] == len(messages)
     assert min(live.dispatcher.stats.lateness_s) >= 0

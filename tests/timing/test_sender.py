@@ -13,7 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import mido
@@ -24,8 +24,6 @@ import trio
 from livekomp.music.messages import (
     CC_ALL_NOTES_OFF,
     CLOCK_STOP,
-    CLOCK_TICK,
-    ScheduledMessage,
     control_change,
     note_off,
     note_on,
@@ -41,23 +39,10 @@ from livekomp.timing.sender import (
 )
 from tests.jack import jack_running
 from tests.live.peers import MidiDump, connect
+from tests.timing.common import BPM, ORDERING_CASE, ORDERING_EXPECTED, TICK, at, wait_for
 
-BPM = 400.0  # 0.15 s a beat: live tests stay short
-TICK = bytes((CLOCK_TICK,))
 STOP = bytes((CLOCK_STOP,))
 REPO = Path(__file__).resolve().parents[2]
-
-
-def at(beat: float, data: bytes) -> ScheduledMessage:
-    return ScheduledMessage.at(beat, data)
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting")
-        time.sleep(0.005)
 
 
 class Rig:
@@ -105,17 +90,7 @@ def recorded_messages(path: Path) -> list[bytes]:
 
 
 def test_messages_arrive_complete_in_beat_and_send_order(rig: Rig) -> None:
-    messages = [
-        at(0.0, TICK),
-        at(0.0, note_on(0, 60, 100)),
-        at(0.0, control_change(0, 7, 90)),
-        at(1.0, note_on(0, 60, 90)),  # re-struck: its note-off at the same beat must go first
-        at(1.0, note_off(0, 60)),
-        at(1.0, TICK),
-        at(1.5, note_on(1, 64, 80)),
-        at(2.0, note_off(0, 60)),
-        at(2.0, note_off(1, 64)),
-    ]
+    messages = ORDERING_CASE
     rig.clock.start()
     rig.dispatcher.submit(reversed(messages))
     rig.wait_sent(len(messages))
@@ -123,15 +98,7 @@ def test_messages_arrive_complete_in_beat_and_send_order(rig: Rig) -> None:
     rig.dispatcher.close()
 
     assert rig.sent_data() == [
-        TICK,
-        control_change(0, 7, 90),
-        note_on(0, 60, 100),
-        TICK,
-        note_off(0, 60),
-        note_on(0, 60, 90),
-        note_on(1, 64, 80),
-        note_off(1, 64),  # a tie in (beat, order) keeps submission order (reversed here)
-        note_off(0, 60),
+        *ORDERING_EXPECTED,
         control_change(0, CC_ALL_NOTES_OFF, 0),  # closing releases: CC 123 on the channels used
         control_change(1, CC_ALL_NOTES_OFF, 0),
     ]
