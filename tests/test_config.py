@@ -1,0 +1,46 @@
+import pytest
+
+from livekomp.config import ConfigError, LiveConfig, load_live_config
+
+
+def test_defaults_file_then_flags(tmp_path):
+    config_file = tmp_path / "stage.toml"
+    config_file.write_text(
+        '[serve]\nbpm = 96\nkey = "F#"\nmappings = ["touchosc", "mine.toml"]\nclock_out = false\n'
+    )
+    config = load_live_config(config_file, {"bpm": 128.0, "seed": 4})
+    assert config.bpm == 128.0  # the flag wins over the file
+    assert config.key == "F#" and config.seed == 4 and config.clock_out is False
+    assert config.mappings == ("touchosc", "mine.toml")
+    assert config.osc_port == LiveConfig().osc_port  # untouched: the default
+
+
+def test_ints_are_fine_where_floats_are_expected_but_not_the_reverse(tmp_path):
+    assert load_live_config(None, {"bpm": 100}).bpm == 100.0
+    with pytest.raises(ConfigError, match="osc_port: 9000.5 is not a valid value"):
+        load_live_config(None, {"osc_port": 9000.5})
+    with pytest.raises(ConfigError, match="clock_out: 'yes' is not a valid value"):
+        load_live_config(None, {"clock_out": "yes"})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[serve]\nbpm = 5\n", "stage.toml: bpm: 5.0 is out of range"),
+        ("[serve]\nlookahead_beats = 9\n", "lookahead_beats: 9.0 is out of range"),
+        ("serve = 3\n", "stage.toml: serve: expected a [serve] table"),
+        ("[serve\n", "stage.toml: not valid TOML"),
+        ('[serve]\nmappings = "touchosc"\n', "serve.mappings: 'touchosc' is not a valid value"),
+    ],
+)
+def test_bad_files_name_file_and_key(tmp_path, text, message):
+    config_file = tmp_path / "stage.toml"
+    config_file.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_live_config(config_file, {})
+    assert message in str(info.value)
+
+
+def test_a_missing_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_live_config(tmp_path / "nope.toml", {})
