@@ -17,7 +17,7 @@ def test_defaults_file_then_flags(tmp_path):
 
 def test_ints_are_fine_where_floats_are_expected_but_not_the_reverse(tmp_path):
     assert load_live_config(None, {"bpm": 100}).bpm == 100.0
-    with pytest.raises(ConfigError, match="osc_port: 9000.5 is not a valid value"):
+    with pytest.raises(ConfigError, match=r"osc_port: 9000\.5 is not a valid value"):
         load_live_config(None, {"osc_port": 9000.5})
     with pytest.raises(ConfigError, match="clock_out: 'yes' is not a valid value"):
         load_live_config(None, {"clock_out": "yes"})
