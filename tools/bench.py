@@ -297,6 +297,122 @@ def format_timing(result: dict) -> str:
     return "\n".join(lines)
 
 
+# -- the MIDI clock of a live server, heard by a third-party JACK receiver ---------------------
+
+JACK_FRAME_RATE = 48_000
+
+
+def _dump_events(path: Path) -> list[tuple[int, bytes]]:
+    """(frame, bytes) from `jack_midi_dump -a` output."""
+    events = []
+    for line in path.read_text().splitlines():
+        frame, sep, rest = line.partition(":")
+        if sep and frame.strip().isdigit():
+            data = []
+            for token in rest.split():
+                if len(token) != 2:
+                    break
+                try:
+                    data.append(int(token, 16))
+                except ValueError:
+                    break
+            if data:
+                events.append((int(frame), bytes(data)))
+    return events
+
+
+def bench_clock(bpm: float, seconds: float) -> dict:
+    """Run `livekomp serve` at `bpm` for `seconds`, record its MIDI clock with jack_midi_dump,
+    and compare the tempo it heard (least squares through the tick frames) with the request.
+
+    Needs a running JACK server (jackd -d dummy -r 48000 …) and jackd2's tools. JACK delivers
+    each message at its next period, so single ticks carry the period's quantization; the
+    tempo fit averages it out.
+    """
+    import socket
+    import subprocess
+    import tempfile
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        osc_port = sock.getsockname()[1]
+    folder = Path(tempfile.mkdtemp(prefix="livekomp-bench-clock-"))
+    dump_name = f"lkbench{os.getpid()}"
+    with (folder / "dump.txt").open("w") as dump_out, (folder / "serve.log").open("w") as log:
+        dump = subprocess.Popen(
+            ["stdbuf", "-oL", "jack_midi_dump", "-a", dump_name], stdout=dump_out
+        )
+        serve = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "livekomp.cli",
+                "serve",
+                "--midi-api",
+                "jack",
+                "--bpm",
+                str(bpm),
+                "--osc-port",
+                str(osc_port),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        try:
+            label = None
+            deadline = time.monotonic() + 30
+            while label is None and time.monotonic() < deadline:
+                for line in (folder / "serve.log").read_text().splitlines():
+                    if "MIDI output open: " in line:
+                        label = line.split("MIDI output open: ", 1)[1].split(" (", 1)[0]
+                time.sleep(0.05)
+            if label is None:
+                raise RuntimeError(f"livekomp serve did not start; see {folder / 'serve.log'}")
+            subprocess.run(["jack_connect", label, f"{dump_name}:input"], check=True)
+            time.sleep(seconds)
+        finally:
+            serve.terminate()
+            serve.wait(timeout=10)
+            time.sleep(0.3)
+            dump.terminate()
+            dump.wait(timeout=10)
+    frames = [frame for frame, data in _dump_events(folder / "dump.txt") if data == b"\xf8"]
+    n = len(frames)
+    if n < 48:
+        raise RuntimeError(f"only {n} clock ticks arrived; see {folder}")
+    mean_x, mean_y = (n - 1) / 2, sum(frames) / n
+    slope = sum((x - mean_x) * (y - mean_y) for x, y in enumerate(frames)) / sum(
+        (x - mean_x) ** 2 for x in range(n)
+    )
+    heard_bpm = 60.0 / (slope / JACK_FRAME_RATE * 24)
+    residual_s = [
+        abs(frame - (mean_y + (x - mean_x) * slope)) / JACK_FRAME_RATE
+        for x, frame in enumerate(frames)
+    ]
+    return {
+        "requested_bpm": bpm,
+        "heard_bpm": heard_bpm,
+        "tempo_error_percent": 100 * (heard_bpm - bpm) / bpm,
+        "ticks": n,
+        "tick_residual": summarize_ms(residual_s),
+    }
+
+
+def format_clock(result: dict) -> str:
+    residual = result["tick_residual"]
+    return "\n".join(
+        [
+            f"MIDI clock of livekomp serve, heard by jack_midi_dump ({result['ticks']} ticks)",
+            f"requested {result['requested_bpm']:.3f} BPM, heard {result['heard_bpm']:.3f} BPM "
+            f"({result['tempo_error_percent']:+.4f} %)",
+            f"tick distance from the fitted grid: p50 {residual['p50_ms']:.3f} / "
+            f"p99 {residual['p99_ms']:.3f} / max {residual['max_ms']:.3f} ms "
+            "(includes JACK's period quantization)",
+        ]
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -319,7 +435,20 @@ def main(argv: list[str] | None = None) -> int:
         "--trio-rt-priority", type=int, default=0, help="SCHED_FIFO priority for the trio thread"
     )
     timing.add_argument("--json", type=Path, help="also write the result here as JSON")
+    clock = commands.add_parser(
+        "clock", help="tempo of a live server's MIDI clock as a JACK receiver hears it"
+    )
+    clock.add_argument("--bpm", type=float, default=120.0)
+    clock.add_argument("--seconds", type=float, default=12.0)
+    clock.add_argument("--json", type=Path, help="also write the result here as JSON")
     args = parser.parse_args(argv)
+
+    if args.command == "clock":
+        result = bench_clock(args.bpm, args.seconds)
+        print(format_clock(result))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        return 0
 
     result = bench_timing(
         args.events,
