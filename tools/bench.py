@@ -413,6 +413,54 @@ def format_clock(result: dict) -> str:
     )
 
 
+# -- rehearsal speed ---------------------------------------------------------------------------
+
+
+def bench_rehearse(setlists: list[Path], repeats: int) -> list[dict]:
+    """How much faster than real time each setlist renders (median of `repeats` runs)."""
+    import logging
+    import statistics
+    import tempfile
+
+    import mido
+
+    from livekomp.inputs.setlist import load_setlist
+    from livekomp.rehearsal import rehearse
+
+    logging.disable(logging.INFO)
+    results = []
+    with tempfile.TemporaryDirectory() as folder:
+        for path in setlists:
+            setlist = load_setlist(path)
+            times_s = []
+            for _ in range(repeats):
+                started_s = time.perf_counter()
+                result = rehearse(setlist, folder)
+                times_s.append(time.perf_counter() - started_s)
+            music_s = mido.MidiFile(result.midi_path).length
+            render_s = statistics.median(times_s)
+            results.append(
+                {
+                    "setlist": path.name,
+                    "bars": setlist.bars,
+                    "music_s": music_s,
+                    "render_ms": render_s * 1e3,
+                    "faster_than_real_time": music_s / render_s,
+                }
+            )
+    return results
+
+
+def format_rehearse(results: list[dict]) -> str:
+    lines = ["setlist              bars   music s   render ms   × real time"]
+    lines += [
+        f"{r['setlist']:<20} {r['bars']:>4} {r['music_s']:>9.1f} {r['render_ms']:>11.1f}"
+        f" {r['faster_than_real_time']:>13.0f}"
+        for r in results
+    ]
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
@@ -441,8 +489,19 @@ def main(argv: list[str] | None = None) -> int:
     clock.add_argument("--bpm", type=float, default=120.0)
     clock.add_argument("--seconds", type=float, default=12.0)
     clock.add_argument("--json", type=Path, help="also write the result here as JSON")
+    rehearse_parser = commands.add_parser("rehearse", help="rehearsal speed against real time")
+    rehearse_parser.add_argument(
+        "setlists",
+        type=Path,
+        nargs="*",
+        default=sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.toml")),
+    )
+    rehearse_parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
 
+    if args.command == "rehearse":
+        print(format_rehearse(bench_rehearse(args.setlists, args.repeats)))
+        return 0
     if args.command == "clock":
         result = bench_clock(args.bpm, args.seconds)
         print(format_clock(result))
