@@ -547,6 +547,9 @@ class ProcessDispatcher:
                 conn.send(("close", send_stop))
                 _, lateness_s, sent = self._receive(conn, "closed", timeout_s=timeout_s)
             except (OSError, DispatcherError) as err:
+                # A signal to the whole process group (systemd's stop, `kill -TERM -PGID`) may
+                # have ended the child first: its "terminated" is still in the pipe.
+                self._read_inbox(conn)
                 # Stopped by a signal it released everything itself; else it is an error.
                 if self._stopped_by is None and self._error is None:
                     self._error = RemoteSenderError(f"closing the sender process failed: {err}")

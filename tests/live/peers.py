@@ -50,6 +50,7 @@ class Serve:
             stderr=subprocess.STDOUT,
             cwd=REPO,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,  # its own process group, as a service manager would start it
         )
 
     def log(self) -> str:
@@ -70,9 +71,16 @@ class Serve:
         line = self.wait_for("MIDI output open: ")
         return line.split("MIDI output open: ", 1)[1].split(" (", 1)[0]
 
-    def stop(self, signum: int = signal.SIGTERM, timeout_s: float = 10.0) -> int:
+    def stop(
+        self, signum: int = signal.SIGTERM, timeout_s: float = 10.0, *, group: bool = False
+    ) -> int:
+        """Signal the server (with `group`, its whole process group, sender included, as
+        systemd or a terminal's Ctrl-C do) and wait for its exit code."""
         if self.process.poll() is None:
-            self.process.send_signal(signum)
+            if group:
+                os.killpg(self.process.pid, signum)
+            else:
+                self.process.send_signal(signum)
         try:
             return self.process.wait(timeout=timeout_s)
         finally:

@@ -111,8 +111,17 @@ def test_a_valence_change_over_osc_is_heard_on_the_next_bars(serve_factory, midi
     assert any(d[0] & 0xF0 == 0xB0 and d[1] == 123 for d in tail)  # and All Notes Off
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_every_way_of_stopping_releases_all_notes(serve_factory, midi_dump, signum):
+@pytest.mark.parametrize(
+    ("signum", "group"),
+    [
+        (signal.SIGINT, False),
+        (signal.SIGTERM, False),
+        (signal.SIGINT, True),
+        (signal.SIGTERM, True),
+    ],
+    ids=["SIGINT", "SIGTERM", "Ctrl-C to the group", "SIGTERM to the group"],
+)
+def test_every_way_of_stopping_releases_all_notes(serve_factory, midi_dump, signum, group):
     dump = midi_dump()
     # Long, dense notes, so some are surely sounding when the signal lands.
     serve = serve_factory("--bpm", "90")
@@ -120,7 +129,7 @@ def test_every_way_of_stopping_releases_all_notes(serve_factory, midi_dump, sign
     serve.wait_for("listening for OSC")
     oscsend(serve.osc_port, "/livekomp/arousal", "f", -0.9)
     time.sleep(3.3)
-    assert serve.stop(signum) == 0
+    assert serve.stop(signum, group=group) == 0
     time.sleep(0.3)
     events = dump.events()
     assert any(data[0] & 0xF0 == 0x90 for _, data in events)
@@ -131,6 +140,7 @@ def test_every_way_of_stopping_releases_all_notes(serve_factory, midi_dump, sign
     }
     assert channels_used <= all_notes_off
     assert "stopping, releasing all notes" in serve.log()
+    assert "Traceback" not in serve.log()
 
 
 def test_panic_and_bad_input_do_not_stop_the_music(serve_factory, midi_dump):
