@@ -1,6 +1,7 @@
 """The `livekomp` command as a user meets it: files written, and clear errors for bad input."""
 
 import json
+import socket
 from pathlib import Path
 
 import pytest
@@ -67,3 +68,16 @@ def test_ports_lists_what_jack_has(capsys):
     out = capsys.readouterr().out
     assert out.startswith("MIDI system: jack\ninputs:\n")
     assert "outputs:" in out
+
+
+@pytest.mark.jack
+def test_a_busy_osc_port_is_a_clear_error(capsys):
+    if not jack_running():
+        pytest.skip("no JACK server running (start one: jackd -d dummy -r 48000 -p 128)")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        port = taken.getsockname()[1]
+        assert main(["-q", "serve", "--midi-api", "jack", "--osc-port", str(port)]) == 2
+    error = capsys.readouterr().err
+    assert f"cannot listen for OSC on 127.0.0.1:{port}" in error
+    assert "--osc-port" in error

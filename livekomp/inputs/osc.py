@@ -141,7 +141,14 @@ async def serve_osc(
 ) -> None:
     """Listen for OSC on UDP `host:port` until cancelled; `started` with the bound port."""
     with trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM) as sock:
-        await sock.bind((host, port))
+        try:
+            await sock.bind((host, port))
+        except OSError as err:
+            raise OSError(
+                err.errno,
+                f"cannot listen for OSC on {host}:{port}: {err.strerror} "
+                "(another program has the port? choose one with --osc-port)",
+            ) from err
         bound_port: int = sock.getsockname()[1]
         schedule = BundleSchedule(send_channel, stats)
         async with trio.open_nursery() as nursery:
