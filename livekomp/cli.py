@@ -202,8 +202,11 @@ def _user_problems(exc: BaseException) -> list[str] | None:
     from livekomp.inputs.mapping import MappingError
     from livekomp.inputs.setlist import SetlistError
     from livekomp.outputs.midi import MidiPortError
+    from livekomp.timing.dispatcher import DispatcherError
 
-    user_errors = (ConfigError, MappingError, SetlistError, MidiPortError, OSError)
+    # DispatcherError: the MIDI sender failed mid-set (a port vanished); it released the notes
+    # and its own traceback is already in the log.
+    user_errors = (ConfigError, MappingError, SetlistError, MidiPortError, OSError, DispatcherError)
     if isinstance(exc, BaseExceptionGroup):
         found = [_user_problems(inner) for inner in exc.exceptions]
         if any(problems is None for problems in found):
