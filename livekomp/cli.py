@@ -39,7 +39,8 @@ SERVE_FLAGS: dict[str, str] = {
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="livekomp", description="Live-performance server: your mood, composed just ahead of the music."
+        prog="livekomp",
+        description="Live-performance server: your mood, composed just ahead of the music.",
     )
     parser.add_argument("--version", action="version", version=f"livekomp {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output")

@@ -40,7 +40,6 @@ class Dispatch(Protocol):
     """What the performer needs of a dispatcher (live thread or virtual-time task)."""
 
     def submit(self, scheduled: Iterable[ScheduledMessage]) -> None: ...
-    def cancel_from(self, beat: float) -> None: ...
     def panic(self, *, keep_clock: bool = False) -> None: ...
 
 
@@ -95,15 +94,6 @@ class BeatRelease:
     beat: float
     notes: tuple[ScheduledMessage, ...]  # note-ons and their note-offs
     mood: Mood  # the mood the bar was composed in
-
-
-def render_bar(bar: ComposedBar, start_beat: float, *, clock_ticks: bool) -> list[ScheduledMessage]:
-    """A composed bar → the note-ons, note-offs (and clock ticks) that play it from `start_beat`."""
-    scheduled = [m for beat_notes in render_notes_by_beat(bar, start_beat) for m in beat_notes]
-    if clock_ticks:
-        scheduled += render_clock_ticks(start_beat, bar.beats_per_bar)
-    scheduled.sort()
-    return scheduled
 
 
 def render_notes_by_beat(bar: ComposedBar, start_beat: float) -> list[list[ScheduledMessage]]:
@@ -302,8 +292,7 @@ class Performer:
     def _end_of_play(self) -> None:
         """Runs on every way out of playing (finished, stopped, cancelled, crashed)."""
         now = self.clock.current_beat()
-        self.dispatcher.cancel_from(now)
-        self.dispatcher.panic()
+        self.dispatcher.panic()  # drops everything pending, releases every sounding note
         if self.config.clock_out:
             self.dispatcher.submit([ScheduledMessage.at(now, bytes((messages.CLOCK_STOP,)))])
 

@@ -18,7 +18,8 @@ from livekomp.performer import (
     Performer,
     PerformerConfig,
     expression_ratio,
-    render_bar,
+    render_clock_ticks,
+    render_notes_by_beat,
     scale_velocity,
 )
 from livekomp.timing.clock import MasterClock
@@ -207,16 +208,19 @@ async def test_an_exception_releases_every_sounding_note(autojump_clock):
     assert messages.note_off(0, 60) in rig.port.data
 
 
-def test_render_bar_orders_offs_before_ons_at_the_same_beat():
+def test_notes_are_grouped_by_their_beat_and_offs_sort_before_ons():
     bar = ComposedBar(0, 2, {Part.MELODY: (Note(60, 0.0, 1.0, 90), Note(60, 1.0, 1.0, 90))}, "test")
-    rendered = render_bar(bar, 8.0, clock_ticks=False)
-    assert [(m.beat, m.data[0] & 0xF0) for m in rendered] == [
+    first, second = render_notes_by_beat(bar, 8.0)
+    assert [(m.beat, m.data[0] & 0xF0) for m in first] == [(8.0, 0x90), (9.0, 0x80)]
+    assert [(m.beat, m.data[0] & 0xF0) for m in second] == [(9.0, 0x90), (10.0, 0x80)]
+    # Released a beat apart, they meet in the dispatcher's queue, ordered like this:
+    assert [(m.beat, m.data[0] & 0xF0) for m in sorted(second + first)] == [
         (8.0, 0x90),
         (9.0, 0x80),
         (9.0, 0x90),
         (10.0, 0x80),
     ]
-    assert math.isclose(rendered[-1].beat, 10.0)
+    assert math.isclose(render_clock_ticks(8.0, 2)[-1].beat, 8.0 + 47 / 24)
 
 
 async def test_dynamics_follow_the_fader_from_the_next_beat(autojump_clock):
