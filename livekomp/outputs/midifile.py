@@ -14,7 +14,7 @@ import mido
 
 from livekomp.music.messages import send_order
 from livekomp.music.phrase import PART_CHANNELS, Part
-from livekomp.timing.clock import MasterClock
+from livekomp.timing.clock import MasterClock, TempoMap
 
 TICKS_PER_BEAT = 480
 
@@ -57,13 +57,17 @@ class MidiFileRecorder:
                 del self._tempi[later]  # a new tempo map replaces everything after it
             self._tempi[tick] = bpm
 
+    def set_tempo_map(self, tempo_map: TempoMap) -> None:
+        """Record a whole tempo map (it replaces what was recorded from its first segment on)."""
+        for segment in tempo_map.segments:
+            self.set_tempo(segment.start_beat, segment.bpm)
+
     def follow_tempo(self, clock: MasterClock) -> None:
         """Record every tempo map `clock` publishes from now on."""
 
         def record() -> None:
             if clock.running:
-                for segment in clock.tempo_map.segments:
-                    self.set_tempo(segment.start_beat, segment.bpm)
+                self.set_tempo_map(clock.tempo_map)
 
         clock.add_listener(record)
 

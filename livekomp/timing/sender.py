@@ -315,8 +315,7 @@ class _Sender:
             return
         self.tempo_map = TempoMap(tuple(TempoSegment(*s) for s in segments))
         if self.recorder is not None:
-            for start_beat, _, bpm in segments:
-                self.recorder.set_tempo(start_beat, bpm)
+            self.recorder.set_tempo_map(self.tempo_map)
 
     def cancel_from(self, beat: float) -> None:
         self.queue.cancel_from(beat)
