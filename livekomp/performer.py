@@ -133,6 +133,7 @@ class Performer:
         config: PerformerConfig,
         *,
         on_bar: BarListener | None = None,
+        duck: Callable[[float], float] | None = None,
     ) -> None:
         self.clock = clock
         self.dispatcher = dispatcher
@@ -140,6 +141,7 @@ class Performer:
         self.mood = mood
         self.config = config
         self.on_bar = on_bar
+        self.duck = duck  # beat → velocity factor while a line is spoken (the voice's ducking)
         self.bars_played = 0
         self._origin_beat = 0.0  # the beat of bar 0 of the current take
         self._planned_until = 0.0
@@ -285,6 +287,8 @@ class Performer:
     def _release(self, release: BeatRelease) -> None:
         """Hand one beat's notes to the dispatcher, their dynamics following the mood of now."""
         ratio = expression_ratio(release.mood, self.mood.at(self.clock.now_s()))
+        if self.duck is not None:
+            ratio *= self.duck(release.beat)
         self.dispatcher.submit(
             ScheduledMessage(m.beat, m.order, scale_velocity(m.data, ratio)) for m in release.notes
         )
@@ -305,9 +309,11 @@ class ControlRouter:
         performer: Performer,
         *,
         on_line: Callable[[str, ControlEvent], None] | None = None,
+        on_mood: Callable[[ControlEvent], None] | None = None,
     ) -> None:
         self.performer = performer
         self.on_line = on_line
+        self.on_mood = on_mood  # told of each mood word or intent understood (voice responses)
         self.unhandled = 0
         self._drop_log = RateLimitedLog(log)
 
@@ -337,6 +343,8 @@ class ControlRouter:
                         target.valence,
                         target.arousal,
                     )
+                    if self.on_mood is not None:
+                        self.on_mood(event)
                 else:
                     self._drop(event)
             case _:
