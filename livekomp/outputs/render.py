@@ -40,7 +40,9 @@ def find_soundfont() -> Path | None:
     return None
 
 
-def render_fluidsynth(midi_path: Path, soundfont: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def render_fluidsynth(
+    midi_path: Path, soundfont: Path, sample_rate: int = SAMPLE_RATE
+) -> np.ndarray:
     """(frames, 2) float samples of `midi_path` played by fluidsynth with `soundfont`."""
     command = shutil.which("fluidsynth")
     if command is None:
@@ -174,8 +176,8 @@ def render_builtin(midi_path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarra
             sound = wave_ * envelope * tone.gain * level
             pan = tone.pan
         sound = sound[: max(0, len(out) - start)].astype(np.float32)
-        out[start : start + len(sound), 0] += sound * (1 - pan) / 2 ** 0.5
-        out[start : start + len(sound), 1] += sound * (1 + pan) / 2 ** 0.5
+        out[start : start + len(sound), 0] += sound * (1 - pan) / 2**0.5
+        out[start : start + len(sound), 1] += sound * (1 + pan) / 2**0.5
     return out
 
 
@@ -185,7 +187,9 @@ def render_music(
     """The music of `midi_path` and how it was made ("fluidsynth:NAME.sf2" or "builtin")."""
     if soundfont is not None and shutil.which("fluidsynth") is not None:
         try:
-            return render_fluidsynth(midi_path, soundfont, sample_rate), f"fluidsynth:{soundfont.name}"
+            return render_fluidsynth(
+                midi_path, soundfont, sample_rate
+            ), f"fluidsynth:{soundfont.name}"
         except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
             log.warning("%s; the built-in synth plays instead", exc)
     elif soundfont is not None:

@@ -41,7 +41,10 @@ class Prosody:
     def rounded(self) -> Prosody:
         """The same delivery to 2 decimals: nearby moods share one cached rendering."""
         return Prosody(
-            round(self.rate, 2), round(self.volume, 2), round(self.pitch_st, 1), round(self.liveliness, 2)
+            round(self.rate, 2),
+            round(self.volume, 2),
+            round(self.pitch_st, 1),
+            round(self.liveliness, 2),
         )
 
 

@@ -221,7 +221,7 @@ class VoiceSpec:
 
     def __post_init__(self) -> None:
         for name in (self.backend, self.fallback):
-            if name is not None and name not in BACKENDS:
+            if name is not None and name not in (*BACKENDS, "none"):
                 raise ValueError(f"unknown voice {name!r}; choose one of {', '.join(BACKENDS)}")
 
 
@@ -370,7 +370,11 @@ def open_speaker(spec: VoiceSpec, *, sample_rate: int = OUTPUT_RATE) -> Speaker:
     is reported in one log line and left out; with none left the speaker is silent (each line
     is then logged and dropped) — a missing voice never stops the show."""
     backends: list[Backend] = []
-    names = [spec.backend] + ([spec.fallback] if spec.fallback not in (None, spec.backend) else [])
+    names = [n for n in (spec.backend, spec.fallback) if n not in (None, "none")]
+    names = list(dict.fromkeys(names))
+    if not names:
+        log.info("no voice (--voice none): spoken lines are logged, not heard")
+        return Speaker([], sample_rate=sample_rate)
     for name in names:
         try:
             backends.append(load_backend(name, spec))
@@ -381,5 +385,5 @@ def open_speaker(spec: VoiceSpec, *, sample_rate: int = OUTPUT_RATE) -> Speaker:
             else:
                 log.warning("voice %s unavailable: %s", name, exc)
     if not backends:
-        log.error("no voice available: spoken lines will be logged, not heard")
+        log.error("no voice can be loaded: spoken lines will be logged, not heard")
     return Speaker(backends, sample_rate=sample_rate)
