@@ -30,7 +30,11 @@ SOUNDFONT_PLACES = (
     "/usr/share/sounds/sf2/default-GM.sf2",
     "/usr/share/soundfonts/default.sf2",
 )
-HEADROOM = 0.95  # the mix is scaled down as a whole if its peak would pass this
+# The music is levelled to this RMS (its peak kept under MUSIC_PEAK) and the voice sits at
+# VOICE_GAIN of its own peak: fixed gains, so adding a line never changes the music around it.
+MUSIC_RMS = 0.08
+MUSIC_PEAK = 0.6
+VOICE_GAIN = 0.7
 
 
 def find_soundfont() -> Path | None:
@@ -204,23 +208,23 @@ def mix(
     sample_rate: int = SAMPLE_RATE,
     voice_gain: float = 1.0,
 ) -> np.ndarray:
-    """Music with each (start_s, speech) line added at its sample, centred; scaled down as a
-    whole if the peak would clip."""
+    """Music (levelled) with each (start_s, speech) line added at its sample, centred."""
     end = len(music)
     for start_s, speech in lines:
         end = max(end, round(start_s * sample_rate) + len(speech.samples))
     out = np.zeros((end, 2), np.float32)
-    out[: len(music)] += music
+    if len(music):
+        rms = float(np.sqrt(np.mean(music.astype(np.float64) ** 2)))
+        peak = float(np.max(np.abs(music)))
+        if rms > 0:
+            out[: len(music)] += music * min(MUSIC_RMS / rms, MUSIC_PEAK / peak)
     for start_s, speech in lines:
         if speech.sample_rate != sample_rate:
             raise ValueError("speech must be rendered at the mix rate")
         start = max(0, round(start_s * sample_rate))
-        samples = speech.samples * voice_gain
+        samples = speech.samples * (VOICE_GAIN * voice_gain)
         out[start : start + len(samples)] += samples[:, None]
-    peak = float(np.max(np.abs(out))) if len(out) else 0.0
-    if peak > HEADROOM:
-        out *= HEADROOM / peak
-    return out
+    return np.clip(out, -1.0, 1.0)
 
 
 def write_wav(path: Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
