@@ -165,6 +165,8 @@ class VoiceService:
         """Render lines known ahead (blocking), in the mood each will be spoken in, so playing
         them later costs a cache look-up. Returns how many were rendered."""
         done = 0
+        if not self.speaker.available:
+            return done
         for text, mood in lines:
             try:
                 self.speaker.speak(clean_line(text), self.prosody(mood))
