@@ -255,6 +255,7 @@ class VoiceService:
             at_s = clock.time_at(start_beat)
             self._next_free_s = at_s + speech.duration_s
         self.sink.play_at(speech, at_s)
+        log.debug("line handed over for beat %g at clock time %.6f s", start_beat, at_s)
         self._spoken(request, speech, start_beat, at_s)
 
     # -- reporting ----------------------------------------------------------------------------

@@ -185,7 +185,9 @@ def test_very_long_text_is_cut_into_sentences_of_bounded_length():
 def test_long_text_is_spoken_sentence_by_sentence(espeak):
     speaker = Speaker([espeak])
     one = speaker.speak(clean_line("The first sentence is here."), NEUTRAL)
-    two = speaker.speak(clean_line("The first sentence is here. And a second one follows."), NEUTRAL)
+    two = speaker.speak(
+        clean_line("The first sentence is here. And a second one follows."), NEUTRAL
+    )
     assert two.duration_s > 1.6 * one.duration_s
 
 

@@ -1,0 +1,102 @@
+"""`livekomp serve` speaks: `/livekomp/say` over OSC (oscsend) is played through sounddevice
+on the JACK server and recorded back by a JACK client, with the server's MIDI clock on the same
+frame clock — the line starts on the next bar line."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from tests.live.peers import JackRecorder, connect, oscsend
+
+pytestmark = [pytest.mark.jack, pytest.mark.liblo]
+
+jack = pytest.importorskip("jack", reason="JACK-Client is not installed")
+pytest.importorskip("sounddevice", reason="sounddevice (PortAudio) is not available")
+
+
+def bar_line_frames(midi: list[tuple[int, bytes]], beats_per_bar: int = 4) -> list[int]:
+    """The frame of every bar line: the clock tick that starts it, counted from MIDI Start."""
+    ticks, started = [], False
+    for frame, data in midi:
+        if data[0] == 0xFA:
+            started, ticks = True, []
+        elif data[0] == 0xF8 and started:
+            ticks.append(frame)
+    return ticks[:: 24 * beats_per_bar]
+
+
+@pytest.fixture
+def recorder(jack_server):
+    rec = JackRecorder(f"lkrec{time.monotonic_ns() % 100000}")
+    yield rec
+    rec.close()
+
+
+def portaudio_out(recorder: JackRecorder) -> str:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        ports = recorder.client.get_ports("PortAudio", is_audio=True, is_output=True)
+        if ports:
+            return ports[0].name
+        time.sleep(0.1)
+    raise AssertionError("the server's audio output never appeared on the JACK server")
+
+
+def test_a_line_sent_over_osc_is_heard_from_the_next_bar_line(serve_factory, recorder):
+    serve = serve_factory("--bpm", "120", "--audio-out", "system", "--no-responses")
+    connect(serve.port_label(), recorder.midi_in.name)
+    recorder.client.connect(portaudio_out(recorder), recorder.audio_in.name)
+    serve.wait_for("listening for OSC")
+    time.sleep(2.3)  # into the second bar, away from a bar line
+    sent_frame = recorder.frame_time
+    oscsend(serve.osc_port, "/livekomp/say", "s", "Hello from the bar line.")
+    placed = serve.wait_for("say on bar")
+    time.sleep(4.0)
+    assert serve.stop(signal.SIGTERM) == 0
+    rate = recorder.sample_rate
+
+    first_frame, audio = recorder.audio()
+    loud = np.flatnonzero(np.abs(audio) > 2e-3)
+    assert len(loud), "no sound came back from the server's audio output"
+    onset = first_frame + int(loud[0])
+    assert np.sqrt(np.mean(audio[loud[0] : loud[0] + rate] ** 2)) > 0.02  # speech, not a click
+    bars = bar_line_frames(recorder.midi)
+    assert len(bars) >= 3
+    nearest = min(bars, key=lambda frame: abs(frame - onset))
+    # On a bar line: within a few JACK periods (128 frames = 2.7 ms) of its first clock tick.
+    assert abs(onset - nearest) < 0.010 * rate, (onset - nearest) / rate
+    # And the next one it could make: after the OSC message, at most one bar line skipped for
+    # rendering (a short line renders in well under a bar here).
+    after = [frame for frame in bars if frame > sent_frame]
+    assert nearest in after[:2]
+    bar = int(placed.split("say on bar ")[1].split()[0])
+    assert bars[bar] == nearest
+
+    summary = json.loads(serve.summary_path.read_text())
+    [line] = summary["lines"]
+    assert line["bar"] == bar and line["backend"] == "piper"
+    assert summary["audio_out"]["lines"] == 1 and summary["audio_out"]["late"] == 0
+    assert "Hello from the bar line." in serve.log()
+
+
+def test_stopping_mid_line_silences_the_voice(serve_factory, recorder):
+    serve = serve_factory("--bpm", "120", "--audio-out", "system", "--no-responses")
+    recorder.client.connect(portaudio_out(recorder), recorder.audio_in.name)
+    serve.wait_for("listening for OSC")
+    long_line = "This is a long line that goes on and on. " * 4
+    oscsend(serve.osc_port, "/livekomp/say", "s", long_line)
+    serve.wait_for("say on bar")
+    time.sleep(2.0)  # the line is playing
+    stopped_frame = recorder.frame_time
+    assert serve.stop(signal.SIGTERM) == 0
+    time.sleep(0.5)
+    first_frame, audio = recorder.audio()
+    after = audio[stopped_frame - first_frame + recorder.sample_rate // 2 :]
+    before = audio[: stopped_frame - first_frame]
+    assert np.max(np.abs(before)) > 0.05  # it was speaking
+    assert len(after) and np.max(np.abs(after)) < 1e-4  # and stopped with the server
