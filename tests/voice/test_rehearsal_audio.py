@@ -141,6 +141,7 @@ def test_lines_follow_each_other_and_beat_alignment_starts_sooner(tmp_path):
     assert second["beat"] % 4 == 0  # the next bar line after the first line ends
     beats = rehearse(setlist(cues, bars=8), tmp_path / "beat", audio=AudioOptions(align="beat"))
     b_first, b_second = beats.summary["lines"]
+    assert b_first["start_s"] == first["start_s"]
     assert b_second["beat"] == int(b_second["beat"])
     assert b_second["start_s"] < second["start_s"]
 
