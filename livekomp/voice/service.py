@@ -69,6 +69,8 @@ class SpokenLine:
     start_s: float | None = None
     duration_s: float | None = None
     cached: bool = False
+    render_s: float | None = None  # from the request to the rendering done
+    wait_s: float | None = None  # from the rendering done to the line's start (the bar line)
     dropped: str | None = None  # why it was not spoken
 
     def as_dict(self) -> dict[str, object]:
@@ -83,6 +85,8 @@ class SpokenLine:
             start_s=None if self.start_s is None else round(self.start_s, 6),
             duration_s=None if self.duration_s is None else round(self.duration_s, 6),
             cached=self.cached,
+            render_s=None if self.render_s is None else round(self.render_s, 6),
+            wait_s=None if self.wait_s is None else round(self.wait_s, 6),
         )
         return entry
 
@@ -99,12 +103,15 @@ class _Request:
     text: str
     source: str
     mood: Mood  # the target mood when the line was asked for
+    asked_s: float  # clock time of the request
+    not_before_beat: float | None = None  # a setlist line waits for its cue's bar line
 
 
 @dataclass(frozen=True, slots=True)
 class _Rendered:
     request: _Request
     speech: Speech
+    rendered_s: float
 
 
 class VoiceService:
@@ -137,9 +144,18 @@ class VoiceService:
 
     # -- asking for lines (trio thread) --------------------------------------------------------
 
-    def say_nowait(self, text: object, source: str = "", kind: str = "say") -> bool:
+    def say_nowait(
+        self,
+        text: object,
+        source: str = "",
+        kind: str = "say",
+        *,
+        not_before_beat: float | None = None,
+    ) -> bool:
         """Queue a line; False (logged, counted, reported) when it cannot be."""
-        request = _Request(kind, str(text), source, self.mood.target())
+        request = _Request(
+            kind, str(text), source, self.mood.target(), self.clock.now_s(), not_before_beat
+        )
         try:
             self._send.send_nowait(request)
         except trio.WouldBlock:
@@ -147,19 +163,23 @@ class VoiceService:
             return False
         return True
 
-    def respond_nowait(self, mood_text: str, source: str = "") -> bool:
+    def respond_nowait(
+        self, mood_text: str, source: str = "", *, not_before_beat: float | None = None
+    ) -> bool:
         """Queue the lines file's answer to a mood word or intent, if it has one."""
         if self.responses is None:
             return False
         line = self.responses.respond(mood_text, self.mood.target())
-        return line is not None and self.say_nowait(line, source, kind="response")
+        return line is not None and self.say_nowait(
+            line, source, kind="response", not_before_beat=not_before_beat
+        )
 
     def on_control(self, event: ControlEvent) -> None:
         """The control router's hook: spoken lines and (with responses) mood words."""
         if event.param is Param.SAY:
-            self.say_nowait(event.value, event.source)
+            self.say_nowait(event.value, event.source, not_before_beat=event.at_beat)
         elif event.param is Param.MOOD:
-            self.respond_nowait(str(event.value), event.source)
+            self.respond_nowait(str(event.value), event.source, not_before_beat=event.at_beat)
 
     def prepare(self, lines: Iterable[tuple[str, Mood]]) -> int:
         """Render lines known ahead (blocking), in the mood each will be spoken in, so playing
@@ -202,7 +222,7 @@ class VoiceService:
             async for request in self._receive:
                 speech = await self._render(request)
                 if speech is not None:
-                    await send.send(_Rendered(request, speech))
+                    await send.send(_Rendered(request, speech, self.clock.now_s()))
 
     async def _render(self, request: _Request) -> Speech | None:
         try:
@@ -241,9 +261,11 @@ class VoiceService:
             at_s = earliest_s
             self._next_free_s = at_s + speech.duration_s
             self.sink.play_at(speech, at_s)
-            self._spoken(request, speech, None, at_s)
+            self._spoken(rendered, None, at_s)
             return
         start_beat = self._start_beat(earliest_s)
+        if request.not_before_beat is not None:
+            start_beat = max(start_beat, self._start_beat(clock.time_at(request.not_before_beat)))
         at_s = clock.time_at(start_beat)
         end_beat = clock.tempo_map.beat_at(at_s + speech.duration_s)
         self._spans = [s for s in self._spans if s[1] > clock.current_beat()]
@@ -256,11 +278,12 @@ class VoiceService:
             self._next_free_s = at_s + speech.duration_s
         self.sink.play_at(speech, at_s)
         log.debug("line handed over for beat %g at clock time %.6f s", start_beat, at_s)
-        self._spoken(request, speech, start_beat, at_s)
+        self._spoken(rendered, start_beat, at_s)
 
     # -- reporting ----------------------------------------------------------------------------
 
-    def _spoken(self, request: _Request, speech: Speech, beat: float | None, at_s: float) -> None:
+    def _spoken(self, rendered: _Rendered, beat: float | None, at_s: float) -> None:
+        request, speech = rendered.request, rendered.speech
         self.counts["spoken"] += 1
         bar = None if beat is None else math.floor(beat / self.beats_per_bar + 1e-9)
         start_s = at_s
@@ -276,6 +299,8 @@ class VoiceService:
             start_s=start_s,
             duration_s=speech.duration_s,
             cached=speech.cached,
+            render_s=rendered.rendered_s - request.asked_s,
+            wait_s=at_s - rendered.rendered_s,
         )
         log.info(
             "say%s %r: %s, %.2f s, %s",
