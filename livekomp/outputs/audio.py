@@ -1,9 +1,12 @@
 """Live speech out: a sounddevice stream that starts each line at its time on the clock.
 
 The stream runs all the time; its callback mixes the lines due in each buffer, placing a line's
-first sample where the clock time of its bar line falls (PortAudio tells how far ahead of now the
-buffer will be heard). A line handed over late starts at once and is counted. Closing the stream
-— on every way out of the server — silences whatever is still playing.
+first sample where the clock time of its bar line falls. When a buffer will be heard comes from
+PortAudio's own stream time (on JACK, the cycle's frame time), mapped to the clock's time base by
+an offset measured outside the callback — not from reading the clock inside it, which would
+move a line by however late the callback happens to run. A line handed over late starts at once
+and is counted. Closing the stream — on every way out of the server — silences whatever is still
+playing.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ class AudioOut:
         self._clips: list[_Clip] = []
         self._lock = threading.Lock()
         self._stream = None
+        self._offset_s = 0.0  # clock time minus PortAudio stream time
 
     def open(self) -> None:
         """Open and start the stream (blocking). Raises `AudioError`."""
@@ -96,11 +100,27 @@ class AudioOut:
             where = "the default output" if self.device is None else repr(self.device)
             raise AudioError(f"cannot open audio output {where} (--audio-out): {exc}") from None
         self._stream = stream
+        self._measure_offset()
+
+    def _measure_offset(self) -> None:
+        """Clock time minus stream time, from the tightest of a few paired readings."""
+        stream = self._stream
+        if stream is None:
+            return
+        best = None
+        for _ in range(5):
+            before = self.now_s()
+            stream_s = stream.time
+            after = self.now_s()
+            if best is None or after - before < best[0]:
+                best = (after - before, (before + after) / 2 - stream_s)
+        self._offset_s = best[1]
 
     def play_at(self, speech: Speech, at_s: float) -> None:
         """Play `speech` from clock time `at_s` (thread-safe)."""
         if speech.sample_rate != self.sample_rate:
             raise ValueError(f"speech at {speech.sample_rate} Hz, output at {self.sample_rate} Hz")
+        self._measure_offset()  # the two clocks may drift apart over a long evening
         with self._lock:
             self._clips.append(_Clip(speech.samples * self.gain, at_s))
 
@@ -119,7 +139,7 @@ class AudioOut:
     def _callback(self, outdata: np.ndarray, frames: int, time_info, status) -> None:
         outdata.fill(0.0)
         # When the first frame of this buffer will be heard, on the clock's time base.
-        first_s = self.now_s() + (time_info.outputBufferDacTime - time_info.currentTime)
+        first_s = time_info.outputBufferDacTime + self._offset_s
         with self._lock:
             if not self._clips:
                 return

@@ -19,15 +19,23 @@ jack = pytest.importorskip("jack", reason="JACK-Client is not installed")
 pytest.importorskip("sounddevice", reason="sounddevice (PortAudio) is not available")
 
 
-def bar_line_frames(midi: list[tuple[int, bytes]], beats_per_bar: int = 4) -> list[int]:
-    """The frame of every bar line: the clock tick that starts it, counted from MIDI Start."""
+def bar_line_frames(
+    midi: list[tuple[int, bytes]], bpm: float, rate: int, beats_per_bar: int = 4
+) -> list[int]:
+    """The frame of every bar line: the clock tick that starts it, counted from MIDI Start.
+
+    Ticks are numbered by where they fall on the tick grid, not by counting them, so a cycle
+    the Python recorder missed under load (and its tick) does not shift every later bar line.
+    """
     ticks, started = [], False
     for frame, data in midi:
         if data[0] == 0xFA:
             started, ticks = True, []
         elif data[0] == 0xF8 and started:
             ticks.append(frame)
-    return ticks[:: 24 * beats_per_bar]
+    period = rate * 60 / (bpm * 24)  # the tempo asked for (tools/bench.py clock checks it)
+    per_bar = 24 * beats_per_bar
+    return [f for f in ticks if round((f - ticks[0]) / period) % per_bar == 0]
 
 
 @pytest.fixture
@@ -65,7 +73,7 @@ def test_a_line_sent_over_osc_is_heard_from_the_next_bar_line(serve_factory, rec
     assert len(loud), "no sound came back from the server's audio output"
     onset = first_frame + int(loud[0])
     assert np.sqrt(np.mean(audio[loud[0] : loud[0] + rate] ** 2)) > 0.02  # speech, not a click
-    bars = bar_line_frames(recorder.midi)
+    bars = bar_line_frames(recorder.midi, 120, rate)
     assert len(bars) >= 3
     nearest = min(bars, key=lambda frame: abs(frame - onset))
     # On a bar line: within a few JACK periods (128 frames = 2.7 ms) of its first clock tick.
@@ -75,7 +83,7 @@ def test_a_line_sent_over_osc_is_heard_from_the_next_bar_line(serve_factory, rec
     after = [frame for frame in bars if frame > sent_frame]
     assert nearest in after[:2]
     bar = int(placed.split("say on bar ")[1].split()[0])
-    assert bars[bar] == nearest
+    assert round((nearest - bars[0]) / (bars[1] - bars[0])) == bar
 
     summary = json.loads(serve.summary_path.read_text())
     [line] = summary["lines"]
