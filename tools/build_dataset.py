@@ -135,8 +135,6 @@ def parse_file(task: tuple[str, str, str]) -> list[dict]:
     source, kind, path = task
     from music21 import converter, stream
 
-    warnings.simplefilter("ignore")
-    logging.disable(logging.WARNING)
     try:
         parsed = converter.parse(path)
     except Exception as error:  # a corpus file music21 cannot read is skipped, and said
@@ -191,6 +189,12 @@ def _score_records(source: str, kind: str, work_id: str, score) -> list[dict]:
     return records
 
 
+def _quiet_worker() -> None:
+    """music21 warns about every odd corner of every old file; a parser process stays quiet."""
+    warnings.simplefilter("ignore")
+    logging.disable(logging.WARNING)
+
+
 def corpus_tasks(limit: int | None) -> list[tuple[str, str, str]]:
     from music21 import corpus
 
@@ -224,7 +228,10 @@ def main(argv: list[str] | None = None) -> int:
     counts: Counter[str] = Counter()
     notes: Counter[str] = Counter()
     errors: list[str] = []
-    with gzip.open(partial, "wt", encoding="utf-8") as out, Pool(args.jobs) as pool:
+    with (
+        gzip.open(partial, "wt", encoding="utf-8") as out,
+        Pool(args.jobs, initializer=_quiet_worker) as pool,
+    ):
         for records in tqdm(
             pool.imap_unordered(parse_file, tasks), total=len(tasks), desc="parse", unit="file"
         ):

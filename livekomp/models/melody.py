@@ -25,6 +25,11 @@ from livekomp.models import tokens
 FIELDS = ("position", "pitch", "duration")
 
 
+def gelu(x: torch.Tensor) -> torch.Tensor:
+    """GELU, tanh form: cheaper than erf on a CPU, and the NumPy heads compute it exactly."""
+    return F.gelu(x, approximate="tanh")
+
+
 @dataclass(frozen=True)
 class MelodyConfig:
     d_model: int = 128
@@ -64,11 +69,13 @@ class Attention(nn.Module):
         q = heads(self.q_proj(x))
         k = torch.cat([past_k, heads(self.k_proj(x))], dim=2)  # (B, H, P+T, Dh)
         v = torch.cat([past_v, heads(self.v_proj(x))], dim=2)
-        past = past_k.shape[2]
-        # Query i (at absolute position past+i) sees keys 0..past+i.
-        key_index = torch.arange(past + t, device=x.device)
-        query_index = torch.arange(t, device=x.device) + past
-        mask = key_index[None, :] <= query_index[:, None]  # (T, P+T)
+        mask = None  # one new step sees every key: the generation case, kept cheap
+        if t > 1:
+            # Query i (at absolute position past+i) sees keys 0..past+i.
+            past = past_k.shape[2]
+            key_index = torch.arange(past + t, device=x.device)
+            query_index = torch.arange(t, device=x.device) + past
+            mask = key_index[None, :] <= query_index[:, None]  # (T, P+T)
         dropout = self.dropout if self.training else 0.0
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout)
         y = y.transpose(1, 2).reshape(b, t, d)  # (B, T, D)
@@ -90,7 +97,7 @@ class Block(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         attended, k, v = self.attention(self.norm_1(x), past_k, past_v)
         x = x + self.dropout(attended)  # (B, T, D)
-        x = x + self.dropout(self.fc_out(F.gelu(self.fc_in(self.norm_2(x)))))  # (B, T, D)
+        x = x + self.dropout(self.fc_out(gelu(self.fc_in(self.norm_2(x)))))  # (B, T, D)
         return x, k, v
 
 
@@ -171,9 +178,9 @@ class MelodyTransformer(nn.Module):
         """Logits for the next note's fields, given its position and pitch (teacher forcing)."""
         position_logits = self.position_head(hidden)  # (B, T, Vpos)
         with_position = hidden + self.given_position(position)
-        pitch_logits = self.pitch_head(F.gelu(with_position))  # (B, T, Vpitch)
+        pitch_logits = self.pitch_head(gelu(with_position))  # (B, T, Vpitch)
         with_pitch = with_position + self.given_pitch(pitch)
-        duration_logits = self.duration_head(F.gelu(with_pitch))  # (B, T, Vdur)
+        duration_logits = self.duration_head(gelu(with_pitch))  # (B, T, Vdur)
         return position_logits, pitch_logits, duration_logits
 
     def forward(

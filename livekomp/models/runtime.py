@@ -178,11 +178,12 @@ class OnnxTrunk:
         return hidden[0], (k, v)
 
 
-_erf = np.frompyfunc(math.erf, 1, 1)
+_GELU_SCALE = math.sqrt(2.0 / math.pi)
 
 
 def _gelu(x: np.ndarray) -> np.ndarray:
-    return 0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)).astype(np.float32))
+    """The tanh form of GELU, as `melody.gelu`."""
+    return 0.5 * x * (1.0 + np.tanh(_GELU_SCALE * (x + 0.044715 * x**3)))
 
 
 class Heads:
