@@ -28,6 +28,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import itertools
+
 from livekomp.composer import ComposerSettings, build_composer  # noqa: E402
 from livekomp.models import data, tokens  # noqa: E402
 from livekomp.music.phrase import BarRequest, Part  # noqa: E402
@@ -72,7 +74,7 @@ def interval_histogram(melodies: list[list[tuple[float, int, float]]]) -> Counte
     counts: Counter = Counter()
     for melody in melodies:
         pitches = [p for _, p, _ in melody]
-        for a, b in zip(pitches, pitches[1:], strict=False):
+        for a, b in itertools.pairwise(pitches):
             counts[max(-INTERVAL_RANGE, min(INTERVAL_RANGE, b - a))] += 1
     return counts
 

@@ -89,4 +89,4 @@ def test_records_round_trip_through_gzip_json(tmp_path: Path):
     path = tmp_path / "works.jsonl.gz"
     with gzip.open(path, "wt") as f:
         f.write(json.dumps(record(C_MAJOR)) + "\n")
-    assert list(data.read_records(path))[0]["notes"][0] == [0, 0, 60, 12]
+    assert next(iter(data.read_records(path)))["notes"][0] == [0, 0, 60, 12]
