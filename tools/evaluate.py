@@ -18,6 +18,7 @@ works of the corpus (Jensen–Shannon divergence, in bits; 0 is identical, 1 is 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import sys
 from collections import Counter
@@ -27,8 +28,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-
-import itertools
 
 from livekomp.composer import ComposerSettings, build_composer  # noqa: E402
 from livekomp.models import data, tokens  # noqa: E402
