@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from livekomp.composer import COMPOSERS, ComposerSettings
 from livekomp.music.theory import parse_key
 
 
@@ -77,6 +78,22 @@ class LiveConfig:
     align: str = "bar"  # lines start on the next "bar" line or "beat"
     lines: str | None = None  # lines file for responses to mood words (default: shipped)
     responses: bool = True  # answer mood words and intents with a spoken line
+    composer: str = "neural"  # neural (falls back to rules without checkpoints) | rules
+    device: str = "auto"  # where the models run: auto (CUDA, MPS, CPU) | cpu | cuda | mps
+    runtime: str = "torch"  # torch | onnx (onnxruntime, CPU)
+    int8: bool = False  # dynamic int8 quantization of the melody model (CPU)
+    checkpoints: str | None = None  # None: the checkpoints shipped with livekomp
+    budget_ms: float = 60.0  # a fresh bar later than this gives way to a buffered one or the rules
+
+    def composer_settings(self) -> ComposerSettings:
+        return ComposerSettings(
+            composer=self.composer,
+            device=self.device,
+            runtime=self.runtime,
+            int8=self.int8,
+            checkpoints=self.checkpoints,
+            budget_ms=self.budget_ms,
+        )
 
     def __post_init__(self) -> None:
         checks = {
@@ -87,6 +104,10 @@ class LiveConfig:
             "slew_s": 0 <= self.slew_s <= 60,
             "rt_priority": 0 <= self.rt_priority <= 99,
             "spin_us": 0 <= self.spin_us <= 5000,
+            "composer": self.composer in COMPOSERS,
+            "device": self.device in ("auto", "cpu", "cuda", "mps"),
+            "runtime": self.runtime in ("torch", "onnx"),
+            "budget_ms": 1 <= self.budget_ms <= 10_000,
             "voice": self.voice in ("piper", "espeak-ng", "coqui", "none"),
             "voice_fallback": self.voice_fallback in (None, "piper", "espeak-ng", "coqui", "none"),
             "voice_level_db": -60 <= self.voice_level_db <= 12,

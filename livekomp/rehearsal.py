@@ -19,11 +19,10 @@ import trio
 import trio.testing
 
 from livekomp import __version__
-from livekomp.composer import ComposerService
+from livekomp.composer import ComposerService, ComposerSettings, build_composer
 from livekomp.inputs.events import ControlEvent, Param
 from livekomp.inputs.setlist import Setlist, serve_setlist
 from livekomp.mood import Mood, MoodState
-from livekomp.music.rules import RuleComposer
 from livekomp.music.theory import parse_key
 from livekomp.outputs.midi import TrackedOutput
 from livekomp.outputs.midifile import MidiFileRecorder
@@ -69,10 +68,10 @@ class SpeechTrack:
         self.clips.append((at_s, speech))
 
 
-def predicted_say_moods(setlist: Setlist) -> list[tuple[str, Mood]]:
+def predicted_say_moods(setlist: Setlist, initial: Mood | None = None) -> list[tuple[str, Mood]]:
     """Each `say` cue with the mood target it will be spoken in: the cues applied in order, as
     the rehearsal will (a line is the last event of its cue), so they can be rendered ahead."""
-    mood = MoodState()
+    mood = MoodState(initial)
     lines = []
     for cue in setlist.cues:
         for event in cue.events:
@@ -90,12 +89,19 @@ def rehearse(
     seed: int | None = None,
     lookahead_beats: float = 1.0,
     slew_s: float = 0.3,
+    composer: ComposerSettings | None = None,
+    initial_mood: Mood | None = None,
     audio: AudioOptions | None = None,
 ) -> RehearsalResult:
     """Render `setlist` to `out_dir/set.mid` and `out_dir/summary.json` (with `audio`, also
-    `out_dir/set.wav`)."""
+    `out_dir/set.wav`).
+
+    The neural composer runs inline (no budget, no buffer), so the result depends only on the
+    setlist, the seed and the checkpoints; so do the voices, rendered inline in cue order.
+    """
     out_dir = Path(out_dir)
     seed = seed if seed is not None else (setlist.seed if setlist.seed is not None else 0)
+    primary, unavailable = build_composer(composer or ComposerSettings(), seed)
     voice = None
     if audio is not None:
         speaker = open_speaker(_seeded(audio.voice, seed))
@@ -108,6 +114,8 @@ def rehearse(
         seed,
         lookahead_beats,
         slew_s,
+        ComposerService(primary, unavailable=unavailable),
+        initial_mood,
         voice,
         audio,
         clock=trio.testing.MockClock(autojump_threshold=0),
@@ -127,6 +135,8 @@ async def _rehearse(
     seed: int,
     lookahead_beats: float,
     slew_s: float,
+    composer: ComposerService,
+    initial_mood: Mood | None,
     voice_parts: tuple | None,
     audio: AudioOptions | None,
 ) -> RehearsalResult:
@@ -153,8 +163,7 @@ async def _rehearse(
             "key": setlist.key,
         }
     )
-    composer = ComposerService(RuleComposer(seed))
-    mood = MoodState(slew_s=slew_s)
+    mood = MoodState(initial_mood, slew_s=slew_s)
     track = SpeechTrack()
     voice: VoiceService | None = None
     if voice_parts is not None and audio is not None:
@@ -174,7 +183,7 @@ async def _rehearse(
             on_spoken=on_spoken,
         )
         # Lines known ahead are rendered before the set starts: a cue is then a cache hit.
-        voice.prepare(predicted_say_moods(setlist))
+        voice.prepare(predicted_say_moods(setlist, initial_mood))
     performer = Performer(
         clock,
         dispatcher,
