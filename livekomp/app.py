@@ -74,6 +74,9 @@ class _LogOnly:
     def play_at(self, speech: Speech, at_s: float) -> None:
         pass
 
+    def silence(self) -> None:
+        pass
+
 
 async def _open_voice_out(config: LiveConfig, stack: AsyncExitStack) -> AudioOut | None:
     """The voice's audio output; a device the user named must open, the default may not."""
@@ -206,7 +209,12 @@ async def serve_live(config: LiveConfig) -> None:
             report.on_line(kind, event)
 
     on_mood = voice.on_control if voice is not None and voice.responses is not None else None
-    router = ControlRouter(performer, on_line=on_line, on_mood=on_mood)
+    router = ControlRouter(
+        performer,
+        on_line=on_line,
+        on_mood=on_mood,
+        on_silence=voice.silence if voice is not None else None,
+    )
     send, receive = trio.open_memory_channel[ControlEvent](256)
     try:
         await trio.to_thread.run_sync(dispatcher.start)

@@ -310,10 +310,12 @@ class ControlRouter:
         *,
         on_line: Callable[[str, ControlEvent], None] | None = None,
         on_mood: Callable[[ControlEvent], None] | None = None,
+        on_silence: Callable[[], None] | None = None,
     ) -> None:
         self.performer = performer
         self.on_line = on_line
         self.on_mood = on_mood  # told of each mood word or intent understood (voice responses)
+        self.on_silence = on_silence  # stop and panic: the voice stops too
         self.unhandled = 0
         self._drop_log = RateLimitedLog(log)
 
@@ -325,8 +327,12 @@ class ControlRouter:
                 performer.start()
             case Param.STOP:
                 performer.stop()
+                if self.on_silence is not None:
+                    self.on_silence()
             case Param.PANIC:
                 performer.panic()
+                if self.on_silence is not None:
+                    self.on_silence()
             case Param.TEMPO:
                 assert isinstance(event.value, int | float)
                 from_beat = clock.set_tempo(float(event.value), event.at_beat)

@@ -67,6 +67,9 @@ class SpeechTrack:
     def play_at(self, speech: Speech, at_s: float) -> None:
         self.clips.append((at_s, speech))
 
+    def silence(self) -> None:
+        """Nothing to do: a setlist has no stop or panic cue (the router is never told to)."""
+
 
 def predicted_say_moods(setlist: Setlist, initial: Mood | None = None) -> list[tuple[str, Mood]]:
     """Each `say` cue with the mood target it will be spoken in: the cues applied in order, as

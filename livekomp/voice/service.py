@@ -95,6 +95,7 @@ class LineSink(Protocol):
     """Where rendered lines go: the live audio output, or a rehearsal's mix."""
 
     def play_at(self, speech: Speech, at_s: float) -> None: ...
+    def silence(self) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,7 @@ class _Request:
     source: str
     mood: Mood  # the target mood when the line was asked for
     asked_s: float  # clock time of the request
+    generation: int  # the voice's generation when asked (see `silence`)
     not_before_beat: float | None = None  # a setlist line waits for its cue's bar line
 
 
@@ -141,6 +143,7 @@ class VoiceService:
         self._next_free_s = -math.inf
         self._drop_log = RateLimitedLog(log)
         self._limiter = trio.CapacityLimiter(1)
+        self._generation = 0  # bumped by silence(): lines asked for before it are not played
 
     # -- asking for lines (trio thread) --------------------------------------------------------
 
@@ -154,7 +157,13 @@ class VoiceService:
     ) -> bool:
         """Queue a line; False (logged, counted, reported) when it cannot be."""
         request = _Request(
-            kind, str(text), source, self.mood.target(), self.clock.now_s(), not_before_beat
+            kind,
+            str(text),
+            source,
+            self.mood.target(),
+            self.clock.now_s(),
+            self._generation,
+            not_before_beat,
         )
         try:
             self._send.send_nowait(request)
@@ -194,6 +203,15 @@ class VoiceService:
             except (BadText, TtsError) as exc:
                 log.warning("cannot render %r ahead: %s", text[:60], exc)
         return done
+
+    def silence(self) -> None:
+        """Stop now: the line playing stops, lines waiting for their bar line are dropped (the
+        transport's stop and panic)."""
+        self._generation += 1
+        self._spans.clear()
+        self._next_free_s = -math.inf
+        self.sink.silence()
+        self.counts["silenced"] += 1
 
     @staticmethod
     def prosody(mood: Mood) -> Prosody:
@@ -256,6 +274,9 @@ class VoiceService:
 
     async def _schedule(self, rendered: _Rendered) -> None:
         clock, speech, request = self.clock, rendered.speech, rendered.request
+        if request.generation != self._generation:
+            self._drop(request, "silenced: stopped before it started")
+            return
         earliest_s = max(clock.now_s() + self.config.lead_s, self._next_free_s)
         if not clock.running:  # no bar lines to wait for: speak now
             at_s = earliest_s
@@ -273,6 +294,9 @@ class VoiceService:
         self._next_free_s = at_s + speech.duration_s
         # Hand over shortly before the bar line, so a tempo change meanwhile moves the line too.
         await clock.sleep_until_beat(clock.tempo_map.beat_at(at_s - self.config.handover_s))
+        if request.generation != self._generation:
+            self._drop(request, "silenced: stopped before it started")
+            return
         if clock.running:
             at_s = clock.time_at(start_beat)
             self._next_free_s = at_s + speech.duration_s
