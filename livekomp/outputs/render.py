@@ -32,9 +32,9 @@ SOUNDFONT_PLACES = (
 )
 # The music is levelled to this RMS (its peak kept under MUSIC_PEAK) and the voice sits at
 # VOICE_GAIN of its own peak: fixed gains, so adding a line never changes the music around it.
-MUSIC_RMS = 0.08
-MUSIC_PEAK = 0.6
-VOICE_GAIN = 0.7
+MUSIC_RMS = 0.045
+MUSIC_PEAK = 0.45
+VOICE_GAIN = 0.9
 
 
 def find_soundfont() -> Path | None:
