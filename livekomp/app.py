@@ -201,6 +201,9 @@ async def serve_live(config: LiveConfig) -> None:
         duck=voice.duck_at if voice is not None else None,
     )
 
+    if voice is not None:
+        voice.playing = lambda: performer.playing
+
     def on_line(kind: str, event: ControlEvent) -> None:
         log.info("%s: %r", kind, event.value)
         if voice is not None and event.param is Param.SAY:

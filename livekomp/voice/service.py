@@ -137,6 +137,8 @@ class VoiceService:
         self.sink = sink
         self.responses = responses
         self.on_spoken = on_spoken
+        # Whether the transport plays; while it is stopped there are no bar lines to wait for.
+        self.playing: Callable[[], bool] = lambda: True
         self.counts: Counter[str] = Counter()
         self._send, self._receive = trio.open_memory_channel[_Request](config.queue)
         self._spans: list[tuple[float, float]] = []  # (start_beat, end_beat) of lines
@@ -278,7 +280,7 @@ class VoiceService:
             self._drop(request, "silenced: stopped before it started")
             return
         earliest_s = max(clock.now_s() + self.config.lead_s, self._next_free_s)
-        if not clock.running:  # no bar lines to wait for: speak now
+        if not (clock.running and self.playing()):  # no bar lines to wait for: speak now
             at_s = earliest_s
             self._next_free_s = at_s + speech.duration_s
             self.sink.play_at(speech, at_s)

@@ -108,3 +108,28 @@ def test_stopping_mid_line_silences_the_voice(serve_factory, recorder):
     before = audio[: stopped_frame - first_frame]
     assert np.max(np.abs(before)) > 0.05  # it was speaking
     assert len(after) and np.max(np.abs(after)) < 1e-4  # and stopped with the server
+
+
+def test_osc_stop_silences_a_line_mid_word_and_the_server_plays_on(serve_factory, recorder):
+    serve = serve_factory("--bpm", "120", "--audio-out", "system", "--no-responses")
+    recorder.client.connect(portaudio_out(recorder), recorder.audio_in.name)
+    serve.wait_for("listening for OSC")
+    oscsend(serve.osc_port, "/livekomp/say", "s", "This is a long line that goes on and on. " * 4)
+    serve.wait_for("say on bar")
+    time.sleep(2.5)  # the line is playing
+    stop_frame = recorder.frame_time
+    oscsend(serve.osc_port, "/livekomp/stop")
+    time.sleep(1.5)
+    assert serve.process.poll() is None  # still serving
+    oscsend(serve.osc_port, "/livekomp/say", "s", "Back again.")  # heard with no transport
+    time.sleep(2.0)
+    assert serve.stop(signal.SIGTERM) == 0
+    first_frame, audio = recorder.audio()
+    rate = recorder.sample_rate
+    stop = stop_frame - first_frame
+    assert np.max(np.abs(audio[stop - rate : stop])) > 0.05  # it was speaking
+    quiet = audio[stop + rate // 5 : stop + rate]
+    assert np.max(np.abs(quiet)) < 1e-4  # silenced within 0.2 s of the OSC stop
+    assert np.max(np.abs(audio[stop + rate :])) > 0.05  # and a new line is heard after it
+    summary = json.loads(serve.summary_path.read_text())
+    assert [line["text"] for line in summary["lines"]][-1] == "Back again."
