@@ -731,13 +731,6 @@ def main(argv: list[str] | None = None) -> int:
     for model_parser in (tokens, bar, sweep):
         model_parser.add_argument("--checkpoints", help="checkpoints folder (default: shipped)")
         model_parser.add_argument("--json", type=Path, help="also write the result here as JSON")
-    args = parser.parse_args(argv)
-
-    if args.command in ("tokens", "bar", "sweep"):
-        import bench_models
-
-        result = bench_models.main(args.command, args)
-        print(json.dumps(result, indent=2))
     voice = commands.add_parser(
         "voice", help="TTS: first audio, real-time factor, cache hits; live say → heard"
     )
@@ -747,6 +740,15 @@ def main(argv: list[str] | None = None) -> int:
     voice.add_argument("--voice", default="piper", choices=["piper", "espeak-ng"])
     voice.add_argument("--json", type=Path, help="also write the result here as JSON")
     args = parser.parse_args(argv)
+
+    if args.command in ("tokens", "bar", "sweep"):
+        import bench_models
+
+        result = bench_models.main(args.command, args)
+        print(json.dumps(result, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        return 0
 
     if args.command == "voice":
         offline = bench_voice_offline(args.repeats)
