@@ -370,7 +370,10 @@ def open_speaker(spec: VoiceSpec, *, sample_rate: int = OUTPUT_RATE) -> Speaker:
     is reported in one log line and left out; with none left the speaker is silent (each line
     is then logged and dropped) — a missing voice never stops the show."""
     backends: list[Backend] = []
-    names = [n for n in (spec.backend, spec.fallback) if n not in (None, "none")]
+    names = [] if spec.backend == "none" else [spec.backend]
+    names += (
+        [spec.fallback] if spec.backend != "none" and spec.fallback not in (None, "none") else []
+    )
     names = list(dict.fromkeys(names))
     if not names:
         log.info("no voice (--voice none): spoken lines are logged, not heard")

@@ -202,3 +202,10 @@ def test_finish_trims_levels_and_resamples():
         finish(np.zeros(1000), rate, volume=0.5, out_rate=OUTPUT_RATE)
     up = resample(np.sin(2 * np.pi * 440 * t[:2205]).astype(np.float32), rate, OUTPUT_RATE)
     assert len(up) == 4800
+
+
+def test_voice_none_means_no_voice_even_with_a_fallback_set():
+    speaker = open_speaker(VoiceSpec("none", "espeak-ng"))
+    assert not speaker.available
+    with pytest.raises(TtsError):
+        speaker.speak(["Hello."], NEUTRAL)
