@@ -133,3 +133,20 @@ def test_osc_stop_silences_a_line_mid_word_and_the_server_plays_on(serve_factory
     assert np.max(np.abs(audio[stop + rate :])) > 0.05  # and a new line is heard after it
     summary = json.loads(serve.summary_path.read_text())
     assert [line["text"] for line in summary["lines"]][-1] == "Back again."
+
+
+def test_a_mood_word_over_osc_is_answered_from_the_lines_file(serve_factory, recorder, tmp_path):
+    lines = tmp_path / "lines.toml"
+    lines.write_text('[responses]\ngrief = ["Slowly now."]\njoy = ["Up we go."]\n')
+    serve = serve_factory("--bpm", "120", "--audio-out", "system", "--lines", str(lines))
+    recorder.client.connect(portaudio_out(recorder), recorder.audio_in.name)
+    serve.wait_for("listening for OSC")
+    oscsend(serve.osc_port, "/livekomp/mood", "s", "grief")
+    serve.wait_for("say on bar")
+    time.sleep(2.5)
+    assert serve.stop(signal.SIGTERM) == 0
+    summary = json.loads(serve.summary_path.read_text())
+    [line] = summary["lines"]
+    assert (line["kind"], line["text"], line["backend"]) == ("response", "Slowly now.", "piper")
+    _, audio = recorder.audio()
+    assert np.max(np.abs(audio)) > 0.05  # heard
