@@ -15,8 +15,11 @@ from tests.live.peers import JackRecorder, connect, oscsend
 
 pytestmark = [pytest.mark.jack, pytest.mark.liblo]
 
-jack = pytest.importorskip("jack", reason="JACK-Client is not installed")
-pytest.importorskip("sounddevice", reason="sounddevice (PortAudio) is not available")
+try:  # both raise OSError, not ImportError, when their C library (libjack, PortAudio) is missing
+    import jack  # noqa: F401
+    import sounddevice  # noqa: F401
+except (ImportError, OSError) as exc:
+    pytest.skip(f"no JACK-Client or sounddevice/PortAudio: {exc}", allow_module_level=True)
 
 
 def bar_line_frames(
