@@ -160,7 +160,7 @@ class VoiceService:
         """Queue a line; False (logged, counted, reported) when it cannot be."""
         request = _Request(
             kind,
-            str(text),
+            text if isinstance(text, str) else "",  # not text: refused as bad text when cleaned
             source,
             self.mood.target(),
             self.clock.now_s(),
@@ -256,8 +256,13 @@ class VoiceService:
             return speech
         try:
             if self.config.in_thread:
+                # Abandoned on cancel: stopping the show never waits for a rendering to finish.
                 return await trio.to_thread.run_sync(
-                    self.speaker.speak, sentences, prosody, limiter=self._limiter
+                    self.speaker.speak,
+                    sentences,
+                    prosody,
+                    limiter=self._limiter,
+                    abandon_on_cancel=True,
                 )
             return self.speaker.speak(sentences, prosody)
         except TtsError as exc:
