@@ -133,6 +133,7 @@ class Performer:
         config: PerformerConfig,
         *,
         on_bar: BarListener | None = None,
+        duck: Callable[[float], float] | None = None,
     ) -> None:
         self.clock = clock
         self.dispatcher = dispatcher
@@ -140,6 +141,7 @@ class Performer:
         self.mood = mood
         self.config = config
         self.on_bar = on_bar
+        self.duck = duck  # beat → velocity factor while a line is spoken (the voice's ducking)
         self.bars_played = 0
         self._origin_beat = 0.0  # the beat of bar 0 of the current take
         self._planned_until = 0.0
@@ -285,6 +287,8 @@ class Performer:
     def _release(self, release: BeatRelease) -> None:
         """Hand one beat's notes to the dispatcher, their dynamics following the mood of now."""
         ratio = expression_ratio(release.mood, self.mood.at(self.clock.now_s()))
+        if self.duck is not None:
+            ratio *= self.duck(release.beat)
         self.dispatcher.submit(
             ScheduledMessage(m.beat, m.order, scale_velocity(m.data, ratio)) for m in release.notes
         )
@@ -305,9 +309,13 @@ class ControlRouter:
         performer: Performer,
         *,
         on_line: Callable[[str, ControlEvent], None] | None = None,
+        on_mood: Callable[[ControlEvent], None] | None = None,
+        on_silence: Callable[[], None] | None = None,
     ) -> None:
         self.performer = performer
         self.on_line = on_line
+        self.on_mood = on_mood  # told of each mood word or intent understood (voice responses)
+        self.on_silence = on_silence  # stop and panic: the voice stops too
         self.unhandled = 0
         self._drop_log = RateLimitedLog(log)
 
@@ -319,8 +327,12 @@ class ControlRouter:
                 performer.start()
             case Param.STOP:
                 performer.stop()
+                if self.on_silence is not None:
+                    self.on_silence()
             case Param.PANIC:
                 performer.panic()
+                if self.on_silence is not None:
+                    self.on_silence()
             case Param.TEMPO:
                 assert isinstance(event.value, int | float)
                 from_beat = clock.set_tempo(float(event.value), event.at_beat)
@@ -337,6 +349,8 @@ class ControlRouter:
                         target.valence,
                         target.arousal,
                     )
+                    if self.on_mood is not None:
+                        self.on_mood(event)
                 else:
                     self._drop(event)
             case _:

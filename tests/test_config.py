@@ -44,3 +44,29 @@ def test_bad_files_name_file_and_key(tmp_path, text, message):
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="no such config file"):
         load_live_config(tmp_path / "nope.toml", {})
+
+
+def test_voice_settings_from_the_file_and_flags(tmp_path):
+    config_file = tmp_path / "stage.toml"
+    config_file.write_text(
+        '[serve]\nvoice = "espeak-ng"\nduck = 0.6\nalign = "beat"\naudio_out = "system"\n'
+        "responses = false\n"
+    )
+    config = load_live_config(config_file, {"voice_level_db": -6.0})
+    assert (config.voice, config.duck, config.align) == ("espeak-ng", 0.6, "beat")
+    assert config.audio_out == "system" and config.responses is False
+    assert config.voice_level_db == -6.0 and config.voice_fallback == "espeak-ng"
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"voice": "alexa"}, "voice: 'alexa' is out of range"),
+        ({"duck": 1.5}, "duck: 1.5 is out of range"),
+        ({"align": "phrase"}, "align: 'phrase' is out of range"),
+        ({"voice_level_db": 40.0}, "voice_level_db: 40.0 is out of range"),
+    ],
+)
+def test_bad_voice_settings_are_named(table, message):
+    with pytest.raises(ConfigError, match=message):
+        load_live_config(None, table)
