@@ -1,0 +1,310 @@
+"""Write checkpoints/MODEL_CARD.md from the measured figures, so the card never disagrees with them.
+
+    python tools/model_card.py
+
+Reads `checkpoints/metrics.json` (tools/train.py), `checkpoints/evaluation.json`
+(tools/evaluate.py) and `checkpoints/bench.json` (tools/bench.py tokens/bar/sweep, gathered with
+`--json`), and the dataset's `cache/dataset/stats.json` when it is there.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINTS = ROOT / "checkpoints"
+
+
+def load(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def table(header: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def size_kb(name: str) -> str:
+    path = CHECKPOINTS / f"{name}.safetensors"
+    return f"{path.stat().st_size / 1024:,.0f} KB" if path.is_file() else "—"
+
+
+def render() -> str:
+    metrics = load(CHECKPOINTS / "metrics.json")
+    evaluation = load(CHECKPOINTS / "evaluation.json")
+    bench = load(CHECKPOINTS / "bench.json")
+    stats = load(ROOT / "cache" / "dataset" / "stats.json") or metrics.get("dataset", {})
+    configs = {k: load(CHECKPOINTS / f"{k}.json") for k in ("melody", "harmony", "groove")}
+    melody, harmony, groove = (metrics.get(k, {}) for k in ("melody", "harmony", "groove"))
+    distribution = metrics.get("proxy_distribution", {})
+    out: list[str] = []
+    add = out.append
+
+    add("# livekomp model card\n")
+    add(
+        "Three small models compose for livekomp's neural composer (`livekomp/models/`). They were "
+        "trained here, on a 2-core CPU, on the music that ships inside the music21 wheel. This card "
+        "is written by `tools/model_card.py` from the figures the training, evaluation and "
+        "benchmark scripts wrote; the commands are at the end.\n"
+    )
+    add("## The models\n")
+    rows = []
+    for kind, what in (
+        ("melody", "decoder-only transformer over notes (one step per note: position, pitch, "
+         "duration), conditioned on valence/arousal per note; KV cache; attention projections "
+         "`q_proj`/`k_proj`/`v_proj`/`o_proj`"),
+        ("harmony", "MLP: a half bar's melody (pitch-class weights, first and last note), the "
+         "chord before and the mood → one of 36 chords (12 roots × major/minor/diminished)"),
+        ("groove", "MLP: mood, metre and the bar before → per-sixteenth onset probability and "
+         "agogic accent for the accompaniment"),
+    ):
+        config = configs[kind]
+        rows.append(
+            [kind, what, f"{config.get('parameters', 0):,}", size_kb(kind), config.get("config", "")]
+        )
+    add(table(["model", "what", "parameters", "weights", "config"], rows) + "\n")
+    add(
+        "Drums, swing and velocities have no data in this corpus (folk tunes and vocal music carry "
+        "no drum parts and almost no dynamics), so they stay rule-based: the drums come from the "
+        "rule-based composer for the same bar, and velocity follows arousal × intensity, shaped "
+        "by the groove model's accents.\n"
+    )
+
+    add("## Data\n")
+    if stats:
+        notes = stats.get("melody_notes", {})
+        records = stats.get("records", {})
+        rows = []
+        for source in sorted(notes):
+            split = {s: records.get(f"{source}:{s}", 0) for s in ("train", "valid", "test")}
+            rows.append([source, f"{notes[source]:,}", split["train"], split["valid"], split["test"]])
+        add(table(["source", "melody notes", "train", "valid", "test"], rows) + "\n")
+        add(
+            f"{stats.get('melody_notes_total', 0):,} melody notes from {stats.get('files')} corpus "
+            f"files, parsed in {stats.get('seconds', 0) / 60:.0f} min on 2 processes "
+            f"({stats.get('errors', 0)} files failed). Counts are voices: Palestrina contributes "
+            "its two upper voices, the chorales their soprano.\n"
+        )
+    add(
+        "- `tools/build_dataset.py` parses each work with music21: the top note of each chord, "
+        "ties joined, grace notes dropped, onsets and durations on a grid of 12 ticks per quarter "
+        "(triplets and compound metres are exact), pickup bars placed at the end of their bar. "
+        "The key of each work is found by Krumhansl–Kessler key finding (the same finder the "
+        "evaluation uses) and pitches are stored relative to its tonic.\n"
+        "- The split is by work (a CRC-32 of the work's name: 80 / 10 / 10 %), never by window, "
+        "so no tune is in two splits; Palestrina's two voices of a work share its split.\n"
+        "- Chords (harmony model only): the chorales' chordified sonority at the start of each "
+        "half bar, its root relative to the tonic and its quality; other qualities are skipped. "
+        "The corpus's roman-numeral (RomanText) files have chords but no melody to pair them "
+        "with, so they are not used.\n"
+    )
+
+    add("## Proxy emotion labels\n")
+    add(
+        "The corpus has no emotion labels. Each 4-bar phrase gets proxy valence and arousal "
+        "(`livekomp/models/proxy.py`), from what music psychology links to each dimension:\n\n"
+        "- **valence** = 0.5 × mode of the work (+1 major, −1 minor) + 0.3 × tanh(4 × (best "
+        "major-key correlation − best minor-key correlation of the phrase's duration-weighted "
+        "pitch classes)) + 0.2 × (share of major − share of minor/diminished chords under the "
+        "phrase; the key-profile term again where no chords are known). Mode and harmonic colour: "
+        "Hevner 1935; Gabrielsson & Lindström 2010.\n"
+        "- **arousal** = tanh(1.2 × (0.6 z(onsets per quarter) + 0.25 z(mean absolute interval) + "
+        "0.15 z(mean pitch))), z-scored against the training phrases. Density, leaps and register: "
+        "Gabrielsson & Lindström 2010; Schubert 2004. The corpus has almost no tempo markings, so "
+        "tempo is not part of it.\n"
+    )
+    if distribution:
+        stats_row = metrics.get("proxy_stats", {})
+        add(
+            f"Standardisation constants (training phrases): density {stats_row.get('density_mean', 0):.2f} ± "
+            f"{stats_row.get('density_std', 0):.2f} onsets per quarter, interval "
+            f"{stats_row.get('interval_mean', 0):.2f} ± {stats_row.get('interval_std', 0):.2f} "
+            f"semitones, register {stats_row.get('register_mean', 0):.1f} ± "
+            f"{stats_row.get('register_std', 0):.1f}.\n"
+        )
+        edges = distribution["bin_edges"]
+        bins = [f"{a:+.1f}…{b:+.1f}" for a, b in zip(edges, edges[1:], strict=False)]
+        add(f"Distribution over {distribution['phrases']:,} training phrases:\n")
+        add(
+            table(
+                ["", *bins],
+                [
+                    ["valence", *distribution["valence_histogram"]],
+                    ["arousal", *distribution["arousal_histogram"]],
+                ],
+            )
+            + "\n"
+        )
+        q = distribution["quadrants"]
+        v_mean, v_std = distribution["valence_mean_std"]
+        a_mean, a_std = distribution["arousal_mean_std"]
+        add(
+            f"Valence {v_mean:+.2f} ± {v_std:.2f}, arousal {a_mean:+.2f} ± {a_std:.2f}, their "
+            f"correlation {distribution['valence_arousal_correlation']:+.2f}. Quadrants: happy and "
+            f"excited {pct(q['happy_excited'])}, happy and calm {pct(q['happy_calm'])}, sad and "
+            f"calm {pct(q['sad_calm'])}, **sad and excited only {pct(q['sad_excited'])}** — the "
+            "corpus has few fast minor-key phrases, so that corner of the pad is the models' "
+            "weakest.\n"
+        )
+        rows = [
+            [s, f"{v['phrases']:,}", f"{v['valence_mean']:+.2f}", f"{v['arousal_mean']:+.2f}"]
+            for s, v in distribution["by_source"].items()
+        ]
+        add(table(["source", "phrases", "mean valence", "mean arousal"], rows) + "\n")
+        add(
+            "Limitation: density is counted per *notated* quarter, and collections notate "
+            "differently (Palestrina in long values, the dance collections in short ones), so "
+            "arousal partly tells the collections apart rather than how fast they are played.\n"
+        )
+
+    add("## Training\n")
+    if melody:
+        add(
+            f"`tools/train.py` (seed 1234, AdamW, 2 CPU threads). Melody: {melody['train_windows']:,} "
+            f"windows of 64 notes (stride 48), batch 64, lr 2e-3 with warm-up and cosine decay, "
+            f"{melody['epochs']} epochs = {melody['steps']:,} steps in {melody['train_minutes']:.1f} "
+            f"min. Harmony: {harmony.get('train_half_bars', 0):,} half bars, "
+            f"{harmony.get('train_minutes', 0):.1f} min (best of 60 epochs on valid). Groove: "
+            f"{groove.get('train_bars', 0):,} bars, {groove.get('train_minutes', 0):.1f} min. "
+            f"Wall clock in all, data preparation included: "
+            f"{sum(m.get('wall_minutes', 0) for m in (melody, harmony, groove)):.1f} min. Training "
+            "state is saved each epoch to `cache/train/` and `--resume` continues from it.\n"
+        )
+
+    add("## Held-out results (test works)\n")
+    if melody:
+        ngram = melody["ngram_test"]
+        test = melody["test"]
+        rows = [
+            [
+                field,
+                f"{test[field]['nll']:.3f}",
+                pct(test[field]["accuracy"]),
+                f"{ngram[field]['nll']:.3f}",
+                pct(ngram[field]["accuracy"]),
+            ]
+            for field in ("position", "pitch", "duration")
+        ]
+        add("Melody, per note field (cross-entropy in nats, next-note accuracy):\n")
+        add(table(["field", "model NLL", "model acc.", "trigram NLL", "trigram acc."], rows) + "\n")
+        add(
+            "The baseline is an interpolated trigram over each field's own history (uniform 0.05, "
+            "unigram 0.15, bigram 0.3, trigram 0.5), fitted on the same training windows. The "
+            "model predicts pitch given the true position and duration given both (teacher "
+            "forcing, as it is trained); the trigram sees only its own field.\n"
+        )
+    if harmony:
+        add(
+            f"Harmony: chord accuracy {pct(harmony['test_accuracy'])} (NLL "
+            f"{harmony['test_nll']:.3f}) against {pct(harmony['baseline_test_accuracy'])} for "
+            f"the baseline ({harmony['baseline']}), over 36 classes.\n"
+        )
+    if groove:
+        add(
+            f"Groove: onset binary cross-entropy {groove['test']['onset_bce']:.4f} against "
+            f"{groove['baseline_test']['onset_bce']:.4f}, accent squared error "
+            f"{groove['test']['accent_mse']:.4f} against {groove['baseline_test']['accent_mse']:.4f} "
+            f"for the baseline ({groove['baseline']}).\n"
+        )
+
+    add("## Controllability and realism\n")
+    if evaluation:
+        grid = evaluation["grid"]
+        add(
+            f"`tools/evaluate.py`: valence {grid['valence']} × arousal {grid['arousal']}, "
+            f"{evaluation['seeds']} seeds each (a different key per seed), phrases of "
+            f"{evaluation['bars']} bars in {evaluation['beats_per_bar']}/4, composed inline as in "
+            f"rehearsal; realism against {evaluation['reference_melodies']:,} held-out melodies.\n"
+        )
+        rows = []
+        for label, key, fmt in (
+            ("mode matches the sign of valence (all pitched notes)", "mode_accuracy", pct),
+            ("… melody alone", "melody_mode_accuracy", pct),
+            ("Spearman ρ, arousal ~ notes per bar (pitched parts)", "arousal_density_rho", "{:.3f}".format),
+            ("Spearman ρ, arousal ~ melody notes per bar", "arousal_melody_density_rho", "{:.3f}".format),
+            ("Spearman ρ, arousal ~ mean velocity", "arousal_velocity_rho", "{:.3f}".format),
+            ("pitch-interval histogram, JS divergence to the corpus (bits)", "interval_js_bits", "{:.4f}".format),
+            ("duration histogram, JS divergence to the corpus (bits)", "duration_js_bits", "{:.4f}".format),
+            ("melody notes per bar", "melody_notes_per_bar", "{:.2f}".format),
+        ):
+            rows.append([label, fmt(evaluation["neural"][key]), fmt(evaluation["rules"][key])])
+        add(table(["measure", "neural", "rules"], rows) + "\n")
+
+    add("## Speed\n")
+    tokens = bench.get("tokens")
+    if tokens:
+        add(
+            f"`tools/bench.py tokens`: {tokens['new']} notes written after {tokens['context']} "
+            "notes of context, one CPU thread, best of "
+            f"{tokens['repeats']}, all in one process:\n"
+        )
+        rows = [
+            [name, f"{v['ms_per_token']:.3f}", f"{v['speedup_vs_naive']:.2f}×"]
+            for name, v in tokens.items()
+            if isinstance(v, dict)
+        ]
+        add(table(["path", "ms per note", "vs naive torch"], rows) + "\n")
+    bar = bench.get("bar")
+    if bar:
+        add(f"`tools/bench.py bar`: one bar from all three models, {bar['bars']} bars sweeping the plane, one CPU thread:\n")
+        rows = [
+            [name, v["p50_ms"], v["p99_ms"], v["max_ms"], v["notes_per_bar"]]
+            for name, v in bar.items()
+            if isinstance(v, dict)
+        ]
+        add(table(["runtime", "p50 ms", "p99 ms", "max ms", "notes per bar"], rows) + "\n")
+    sweep = bench.get("sweep")
+    if sweep:
+        composer = sweep["composer"]
+        add(
+            f"`tools/bench.py sweep`: {sweep['minutes']:g} minutes live at {sweep['bpm']:g} BPM "
+            f"into JACK, the XY pad sweeping the plane ({sweep['xy_messages']:,} OSC messages): "
+            f"{sweep['bars_played']} bars, outcomes {composer['outcomes']}, fresh latency "
+            f"{composer.get('fresh_latency')}, bars without a note: {sweep['bars_without_notes']}.\n"
+        )
+    add("## Reproduce\n")
+    add(
+        "```sh\n"
+        ".venv/bin/pip install -q -c constraints.txt -e '.[train,onnx]'\n"
+        ".venv/bin/python tools/build_dataset.py\n"
+        ".venv/bin/python tools/train.py\n"
+        ".venv/bin/python tools/evaluate.py\n"
+        ".venv/bin/python tools/bench.py tokens --json /tmp/tokens.json\n"
+        ".venv/bin/python tools/bench.py bar --json /tmp/bar.json\n"
+        ".venv/bin/python tools/bench.py sweep --json /tmp/sweep.json   # needs a JACK server\n"
+        ".venv/bin/python tools/model_card.py --bench /tmp/tokens.json /tmp/bar.json /tmp/sweep.json\n"
+        "```\n"
+    )
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--bench", nargs="*", type=Path, default=[], help="bench JSON files to fold in"
+    )
+    args = parser.parse_args(argv)
+    if args.bench:
+        bench_path = CHECKPOINTS / "bench.json"
+        bench = load(bench_path)
+        for path in args.bench:
+            result = json.loads(path.read_text())
+            kind = "tokens" if "kv_cache_torch" in result else "sweep" if "xy_messages" in result else "bar"
+            bench[kind] = result
+        bench_path.write_text(json.dumps(bench, indent=2) + "\n")
+    (CHECKPOINTS / "MODEL_CARD.md").write_text(render())
+    print(f"wrote {CHECKPOINTS / 'MODEL_CARD.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
