@@ -6,6 +6,8 @@ none is running — CI starts its own — and it is stopped, by its PID, when th
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from tests.jack import start_jack_server
@@ -20,5 +22,10 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _started_jack is not None:
+        # PortAudio's JACK host API aborts the interpreter at exit (an assertion in Pa_Terminate)
+        # if its server is gone by then, so close PortAudio while the server still runs.
+        sounddevice = sys.modules.get("sounddevice")
+        while sounddevice is not None and sounddevice._initialized:
+            sounddevice._terminate()
         _started_jack.terminate()
         _started_jack.wait(timeout=10)
