@@ -153,6 +153,18 @@ class MasterClock:
             self._publish(self._map.with_tempo(bpm, from_beat))
             return from_beat
 
+    def lock(self, beat: float, at_s: float, bpm: float) -> None:
+        """Follow an external master: `beat` falls at `at_s`, at `bpm` from there on.
+
+        Replaces the whole map (the clock starts if it was stopped). A follower calls this at
+        every tick it hears, so the map always extends the master's latest beat; what was
+        already sent is not re-timed, and the next message goes out on the master's grid.
+        """
+        bpm = check_bpm(bpm)
+        with self._lock:
+            self._bpm = bpm
+            self._publish(TempoMap((TempoSegment(beat, at_s, bpm),)))
+
     def current_beat(self) -> float:
         return self.tempo_map.beat_at(self.now_s())
 
