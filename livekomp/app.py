@@ -19,7 +19,7 @@ import trio
 
 from livekomp import __version__
 from livekomp.composer import ComposerService
-from livekomp.config import LiveConfig
+from livekomp.config import ConfigError, LiveConfig
 from livekomp.inputs.events import ControlEvent
 from livekomp.inputs.mapping import load_mapping
 from livekomp.inputs.midi import serve_midi_in
@@ -34,6 +34,7 @@ from livekomp.performer import ControlRouter, Performer, PerformerConfig
 from livekomp.report import RunReport
 from livekomp.timing.clock import MasterClock
 from livekomp.timing.dispatcher import DispatcherError
+from livekomp.timing.follow import FollowConfig, MidiClockFollower, serve_midi_clock_in
 from livekomp.timing.sender import OutputSpec, ProcessDispatcher, RecordSpec
 
 log = logging.getLogger("livekomp")
@@ -78,7 +79,9 @@ async def serve_live(config: LiveConfig) -> None:
         record=record,
         spin_s=config.spin_us * 1e-6,
         rt_priority=config.rt_priority,
+        nudge_s=config.nudge_ms * 1e-3,
     )
+    follow = config.clock != "internal"
     stats = InputStats()
     report = RunReport(
         {
@@ -106,7 +109,9 @@ async def serve_live(config: LiveConfig) -> None:
             beats_per_bar=config.beats_per_bar,
             tonic=tonic,
             lookahead_beats=config.lookahead_beats,
-            clock_out=config.clock_out,
+            # A follower never sends clock: it would echo the master's clock back to it.
+            clock_out=config.clock_out and not follow,
+            follow=follow,
         ),
         on_bar=on_bar,
     )
@@ -115,7 +120,31 @@ async def serve_live(config: LiveConfig) -> None:
         report.on_line(kind, event)
         log.info("%s: %s", kind, event.value)
 
-    router = ControlRouter(performer, on_line=on_line)
+    follower = None
+    if config.clock == "midi":
+        follower = MidiClockFollower(
+            clock,
+            config=FollowConfig(timeout_beats=config.clock_timeout_beats),
+            on_start=performer.start,
+            on_stop=performer.stop,
+        )
+    elif config.clock == "link":
+        raise ConfigError("clock: 'link' is not available in this build (see the README)")
+
+    def can_start() -> str | None:
+        if follower is not None and not follower.running:
+            return "the MIDI clock master is stopped; start it there"
+        return None
+
+    def on_tempo(bpm: float) -> None:
+        log.info("tempo %.1f BPM ignored: the MIDI clock master keeps the tempo", bpm)
+
+    router = ControlRouter(
+        performer,
+        on_line=on_line,
+        can_start=can_start if follower is not None else None,
+        on_tempo=on_tempo if follower is not None else None,
+    )
     send, receive = trio.open_memory_channel[ControlEvent](256)
     await trio.to_thread.run_sync(dispatcher.start)
     log.info(
@@ -142,12 +171,19 @@ async def serve_live(config: LiveConfig) -> None:
             )
             log.info("MIDI in: %s", midi_in)
             send.close()
-            await nursery.start(performer.serve)
+            if follower is not None:
+                clock_in = await nursery.start(
+                    partial(serve_midi_clock_in, config.midi_clock_in, follower, api=api)
+                )
+                log.info("MIDI clock in: %s (livekomp follows it)", clock_in)
+            await nursery.start(partial(performer.serve, autostart=follower is None))
             log.info(
-                "listening for OSC on %s:%s; playing at %.1f BPM in %s, %d/4",
+                "listening for OSC on %s:%s; %s in %s, %d/4",
                 config.osc_host,
                 osc_port,
-                config.bpm,
+                "following the MIDI clock"
+                if follower is not None
+                else f"playing at {config.bpm:.1f} BPM",
                 config.key,
                 config.beats_per_bar,
             )

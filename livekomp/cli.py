@@ -34,6 +34,10 @@ SERVE_FLAGS: dict[str, str] = {
     "record": "record",
     "summary": "summary",
     "rt_priority": "rt_priority",
+    "clock": "clock",
+    "midi_clock_in": "midi_clock_in",
+    "clock_timeout_beats": "clock_timeout_beats",
+    "nudge_ms": "nudge_ms",
 }
 
 
@@ -100,6 +104,31 @@ def _parser() -> argparse.ArgumentParser:
         "--rt-priority",
         type=int,
         help="SCHED_FIFO priority of the send thread, 0 = normal (default 3)",
+    )
+
+    serve.add_argument(
+        "--clock",
+        choices=["internal", "midi", "link"],
+        help="who keeps time: internal (livekomp, the default), midi (follow MIDI clock, "
+        "e.g. from Ableton), link (join an Ableton Link session)",
+    )
+    serve.add_argument(
+        "--midi-clock-in",
+        metavar="NAME",
+        help="with --clock midi: the port the clock comes in on (default: a virtual input "
+        "'clock in')",
+    )
+    serve.add_argument(
+        "--clock-timeout-beats",
+        type=float,
+        help="following: keep time this many beats after the clock stops, then release all "
+        "notes and wait (default 4)",
+    )
+    serve.add_argument(
+        "--nudge-ms",
+        type=float,
+        help="latency compensation: send MIDI this many ms later (negative: earlier) so it "
+        "lands with the DAW's audio (default 0)",
     )
 
     ports = commands.add_parser("ports", help="list the MIDI ports livekomp can see")

@@ -46,6 +46,9 @@ def read_toml(
         raise error(f"{shown}: not valid TOML: {exc}") from None
 
 
+CLOCK_SOURCES = ("internal", "midi", "link")
+
+
 @dataclass(frozen=True, slots=True)
 class LiveConfig:
     """Everything `livekomp serve` needs."""
@@ -67,6 +70,10 @@ class LiveConfig:
     summary: str | None = None  # write a run summary (bars, inputs, composer) here on exit
     rt_priority: int = 3  # SCHED_FIFO priority of the send thread; keep below the audio server
     spin_us: float = 200.0  # how long before a deadline the send thread stops sleeping and spins
+    clock: str = "internal"  # internal (livekomp is the master), midi (follow MIDI clock), link
+    midi_clock_in: str | None = None  # the port MIDI clock comes in on; None: a virtual input
+    clock_timeout_beats: float = 4.0  # following: keep time this long after the ticks stop
+    nudge_ms: float = 0.0  # shift every MIDI message by this much (negative: earlier)
 
     def __post_init__(self) -> None:
         checks = {
@@ -77,10 +84,14 @@ class LiveConfig:
             "slew_s": 0 <= self.slew_s <= 60,
             "rt_priority": 0 <= self.rt_priority <= 99,
             "spin_us": 0 <= self.spin_us <= 5000,
+            "clock_timeout_beats": 0 < self.clock_timeout_beats <= 64,
+            "nudge_ms": -500 <= self.nudge_ms <= 500,
         }
         for key, ok in checks.items():
             if not ok:
                 raise ConfigError(f"{key}: {getattr(self, key)!r} is out of range")
+        if self.clock not in CLOCK_SOURCES:
+            raise ConfigError(f"clock: {self.clock!r}; choose {', '.join(CLOCK_SOURCES)}")
         try:
             parse_key(self.key)
         except ValueError as exc:

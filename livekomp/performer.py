@@ -322,9 +322,16 @@ class ControlRouter:
         performer: Performer,
         *,
         on_line: Callable[[str, ControlEvent], None] | None = None,
+        can_start: Callable[[], str | None] | None = None,
+        on_tempo: Callable[[float], None] | None = None,
     ) -> None:
+        """`can_start` says why a start cannot happen now (None: it can), for a clock that
+        follows a master; `on_tempo` takes tempo changes instead of the clock (a follower
+        proposes them to the master, or says why it cannot)."""
         self.performer = performer
         self.on_line = on_line
+        self.can_start = can_start
+        self.on_tempo = on_tempo
         self.unhandled = 0
         self._drop_log = RateLimitedLog(log)
 
@@ -333,13 +340,20 @@ class ControlRouter:
         clock = performer.clock
         match event.param:
             case Param.START:
-                performer.start()
+                why_not = None if self.can_start is None else self.can_start()
+                if why_not is None:
+                    performer.start()
+                else:
+                    log.info("start ignored: %s", why_not)
             case Param.STOP:
                 performer.stop()
             case Param.PANIC:
                 performer.panic()
             case Param.TEMPO:
                 assert isinstance(event.value, int | float)
+                if self.on_tempo is not None:
+                    self.on_tempo(float(event.value))
+                    return
                 from_beat = clock.set_tempo(float(event.value), event.at_beat)
                 log.info("tempo %.1f BPM from beat %g", event.value, from_beat)
             case Param.SAY | Param.SCENE:

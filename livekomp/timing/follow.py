@@ -27,7 +27,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import rtmidi
 import trio
@@ -73,6 +73,7 @@ class TickFit:
     time_s: float  # the fitted time of tick `count` (the arrival time, jitter removed)
     seconds_per_tick: float
     fitted: bool  # False: too few ticks for a line yet (time_s is the arrival time)
+    on_line: bool = True  # False: this tick is a suspect (late, after a gap, a tempo change)
 
     @property
     def bpm(self) -> float:
@@ -95,6 +96,11 @@ class TickFilter:
         self.late = 0  # ticks off the line, not fitted
         self.dropped = 0  # ticks inferred missing
         self.jumps = 0  # tempo changes detected
+
+    @property
+    def settled(self) -> bool:
+        """A beat of ticks on the current line: the tempo is worth reporting."""
+        return len(self._window) >= TICKS_PER_BEAT
 
     @property
     def seconds_per_tick(self) -> float | None:
@@ -126,8 +132,9 @@ class TickFilter:
         else:
             self.count = count
             self._suspects.append((count, t_s))
-            if len(self._suspects) >= self.config.jump_after:
-                self._restart_from_suspects()
+            if len(self._suspects) < self.config.jump_after:
+                return replace(self._fit_at(count, t_s), on_line=False)
+            self._restart_from_suspects()
         return self._fit_at(self.count, t_s)
 
     def _confirm_suspects(self) -> None:
@@ -273,7 +280,8 @@ class MidiClockFollower:
             if self.on_start is not None:
                 self.on_start()
             return
-        if self.running:
+        if self.running and fit.on_line:
+            # A suspect tick moves nothing: the map runs on until the line is known again.
             self._anchor(fit)
 
     def _anchor(self, fit: TickFit) -> None:
@@ -286,7 +294,7 @@ class MidiClockFollower:
             return
         self.clock.lock(beat, fit.time_s, bpm)
         moved = self._reported_bpm is None or abs(bpm - self._reported_bpm) >= 1.0
-        if fit.fitted and moved:
+        if fit.fitted and moved and self.filter.settled:
             log.info("MIDI clock: following %.1f BPM", bpm)
             self._reported_bpm = bpm
 

@@ -441,9 +441,10 @@ class ProcessDispatcher:
     `start()` spawns the child and waits until its port is open (a few hundred ms: call it off
     the trio thread); it raises `MidiPortError` with the child's message when the port cannot be
     opened. A sending error in the child (the port vanished) is raised as `DispatcherError` by
-    the next `submit`, `cancel_from` or `close`, after the child released the notes. `panic` and
-    `cancel_from` take effect in the child before anything submitted after them. Thread-safe: one
-    lock serializes the pipe.
+    the next `submit`, `cancel_from` or `close`, after the child released the notes. `nudge_s`
+    shifts every send by that much (latency compensation: MIDI lands with the DAW's audio).
+    `panic` and `cancel_from` take effect in the child before anything submitted after them.
+    Thread-safe: one lock serializes the pipe.
 
     After `close()`, `stats` holds every message's lateness as the child measured it (right after
     the send) and `sent` what a memory output received.
@@ -458,8 +459,10 @@ class ProcessDispatcher:
         spin_s: float = 200e-6,
         rt_priority: int = 3,
         start_timeout_s: float = 30.0,
+        nudge_s: float = 0.0,
     ) -> None:
         self.clock = clock
+        self.nudge_s = nudge_s
         self.output = output
         self.record = record
         self.spin_s = spin_s
@@ -639,8 +642,10 @@ class ProcessDispatcher:
             if self._conn is None or self._closed:
                 return
             try:
+                # The nudge moves the whole map, so every message (and clock tick) moves.
                 segments = tuple(
-                    (s.start_beat, s.start_s, s.bpm) for s in self.clock.tempo_map.segments
+                    (s.start_beat, s.start_s + self.nudge_s, s.bpm)
+                    for s in self.clock.tempo_map.segments
                 )
             except RuntimeError:  # the clock is stopped
                 segments = None
@@ -735,10 +740,11 @@ async def open_process_dispatcher(
     record: RecordSpec | None = None,
     spin_s: float = 200e-6,
     rt_priority: int = 3,
+    nudge_s: float = 0.0,
 ) -> AsyncIterator[ProcessDispatcher]:
     """A started `ProcessDispatcher` (spawned off the trio thread), always closed on the way out."""
     dispatcher = ProcessDispatcher(
-        clock, output, record=record, spin_s=spin_s, rt_priority=rt_priority
+        clock, output, record=record, spin_s=spin_s, rt_priority=rt_priority, nudge_s=nudge_s
     )
     await trio.to_thread.run_sync(dispatcher.start)
     try:
