@@ -5,8 +5,9 @@ t = origin + period · count, fitted by least squares over the last bar of ticks
 reports settles within a bar and the jitter of the transport (a JACK period, a USB frame)
 averages out. It tells a late tick, a dropped tick and a tempo change apart:
 
-- a tick further than `tolerance_ticks` from where the line expects it is a *suspect*: counted,
-  but not fitted (a single late tick changes nothing);
+- while a line is new (fewer than `acquire_ticks` on it) every tick counts once and is fitted;
+- then a tick further than `tolerance_ticks` from where the line expects it is a *suspect*:
+  counted, but not fitted (a single late tick changes nothing);
 - a gap of about two ticks counts as a dropped tick (+2), but only once the next tick lands on
   the line again; a run of `jump_after` suspects in a row means the master changed tempo, and the
   line is fitted afresh from that run, each of its ticks counted once.
@@ -52,6 +53,7 @@ class FollowConfig:
     window_ticks: int = 96  # fit over this many ticks (a bar of 4/4)
     tolerance_ticks: float = 0.3  # a tick further from the line than this is a suspect
     jump_after: int = 3  # this many suspects in a row: the master changed tempo
+    acquire_ticks: int = 12  # a new line takes this many ticks as they come, each counted once
     timeout_beats: float = 4.0  # keep time this long without ticks, then stop and wait
 
     def __post_init__(self) -> None:
@@ -61,6 +63,10 @@ class FollowConfig:
             raise ValueError(f"tolerance_ticks must be 0.05..0.45, got {self.tolerance_ticks}")
         if self.jump_after < 2:
             raise ValueError(f"jump_after must be >= 2, got {self.jump_after}")
+        if not self.jump_after <= self.acquire_ticks <= self.window_ticks:
+            raise ValueError(
+                f"acquire_ticks must be in [jump_after, window_ticks], got {self.acquire_ticks}"
+            )
         if not 0 < self.timeout_beats <= 64:
             raise ValueError(f"timeout_beats must be in (0, 64], got {self.timeout_beats}")
 
@@ -112,7 +118,9 @@ class TickFilter:
             self.reset()
         self._last_s = t_s
         line = self._line
-        if line is None:
+        if line is None or len(self._window) < self.config.acquire_ticks:
+            # A line from a few ticks is too rough to judge ticks by (a JACK period of jitter
+            # is 15 % of a tick at 140 BPM): take them as they come until it is steadier.
             self.count += 1
             self._window.append((self.count, t_s))
             self._refit()
