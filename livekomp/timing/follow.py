@@ -9,8 +9,9 @@ averages out. It tells a late tick, a dropped tick and a tempo change apart:
 - then a tick further than `tolerance_ticks` from where the line expects it is a *suspect*:
   counted, but not fitted (a single late tick changes nothing);
 - a gap of about two ticks counts as a dropped tick (+2), but only once the next tick lands on
-  the line again; a run of `jump_after` suspects in a row means the master changed tempo, and the
-  line is fitted afresh from that run, each of its ticks counted once.
+  the line again; a run of `jump_after` suspects in a row, or of two suspects and then a tick
+  back near the line, means the master changed tempo, and the line is fitted afresh from that
+  run, each of its ticks counted once.
 
 `MidiClockFollower` adds the transport (Start, Stop, Continue, Song Position Pointer) and drives a
 `MasterClock`: at every fitted tick it re-anchors the clock's tempo map at that tick's beat, so
@@ -130,7 +131,12 @@ class TickFilter:
         step = max(1, round(position) - self.count)
         count = self.count + step
         off_line = abs(position - count) > self.config.tolerance_ticks
-        if step == 1 and not off_line:
+        if step == 1 and not off_line and len(self._suspects) > 1:
+            # Back on the line after two odd ticks or more: two glitches in a row are less
+            # likely than a tempo change that happened to land one tick near the old line.
+            self._suspects.append((count, t_s))
+            self._restart_from_suspects()
+        elif step == 1 and not off_line:
             self._confirm_suspects()
             self.count = count
             self._window.append((count, t_s))

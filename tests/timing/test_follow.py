@@ -63,7 +63,10 @@ def test_a_dropped_tick_is_counted_as_missing() -> None:
     assert (tick_filter.dropped, tick_filter.jumps) == (1, 0)
 
 
-@pytest.mark.parametrize(("before", "after"), [(90.0, 140.0), (140.0, 90.0), (140.0, 70.0)])
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [(90.0, 140.0), (140.0, 90.0), (140.0, 100.0), (140.0, 70.0), (120.0, 126.0)],
+)
 def test_a_tempo_jump_is_followed_within_a_bar(before: float, after: float) -> None:
     rng = random.Random(2)
     tick_filter = TickFilter()
