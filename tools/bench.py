@@ -17,6 +17,7 @@ lives in the child) as p50/p99/max in ms, and each sender's ratio against the tr
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import math
 import multiprocessing
@@ -513,9 +514,42 @@ def bench_follow(
             }
         )
 
+    # (1b) the phase the follower predicts: each tick's time from the line through the ticks
+    # before it (the map a note on that tick is sent by), against when the master sent it.
+    # A tick JACK lost (an xrun on this busy machine) is matched by time, not by order: each
+    # stamp belongs to the last tick sent before it.
+    sent_s = [t for t, data in master.sent if data == b"\xf8"]
+    prediction_ms: list[float] = []
+    jump_ticks = [first + i * ticks_per_bar * bars_each for i in range(1, len(tempi))]
+    replay = TickFilter()
+    previous_match: int | None = None
+    for stamp_s in stamps:
+        match = bisect.bisect_right(sent_s, stamp_s) - 1
+        line = replay._line
+        steady = len(replay._window) >= replay.config.acquire_ticks and not replay._suspects
+        near_jump = any(j <= match < j + 24 for j in jump_ticks)
+        if (
+            previous_match is not None
+            and match > previous_match
+            and line is not None
+            and steady
+            and match >= first
+            and not near_jump
+        ):
+            origin_s, period_s = line
+            predicted_s = origin_s + period_s * (replay.count + match - previous_match)
+            prediction_ms.append((predicted_s - sent_s[match]) * 1e3)
+        replay.add(stamp_s)
+        previous_match = match
+    mean_ms = sum(prediction_ms) / len(prediction_ms) if prediction_ms else math.nan
+    prediction = {
+        "mean_ms": mean_ms,  # the transport's latency: constant, what a nudge takes away
+        "around_mean": _percentiles_ms([abs(e - mean_ms) for e in prediction_ms]),
+    }
+
     # (2) the live server's notes against the master's ticks
     events = dump.events()
-    ticks = master_beats(events)
+    ticks = master_beats(events, infer_lost=True)
     notes = note_positions(events, ticks)
     beats_each = 4 * bars_each
     jumps = [(i * beats_each, i * beats_each + 1.0) for i in range(1, len(tempi))]
@@ -534,6 +568,7 @@ def bench_follow(
         "jack_period_frames": int(bufsize[0]) if bufsize and bufsize[0].isdigit() else None,
         "ticks_heard": len(stamps),
         "filter": segments,
+        "predicted_phase": prediction,
         "phase_abs": _percentiles_ms([abs(e) for e in steady]),
         "phase_signed_mean_ms": sum(steady) / len(steady) if steady else math.nan,
         "phase_after_jumps_max_ms": max((abs(e) for e in after_jumps), default=math.nan),
@@ -556,10 +591,21 @@ def format_follow(result: dict) -> str:
             f"{seg['beats_until_within_0.1_bpm']:.2f} beats, "
             f"at the end {seg['tempo_error_at_end_bpm']:+.3f} BPM"
         )
+    pred = result["predicted_phase"]
+    around = pred["around_mean"]
+    if around.get("count"):
+        lines.append(
+            f"phase the follower predicts for each tick vs the master's send time "
+            f"({around['count']} ticks, first beat after each jump aside): "
+            f"mean {pred['mean_ms']:+.3f} ms (latency of the JACK transport), "
+            f"around it p50 {around['p50_ms']:.3f} / p99 "
+            f"{around['p99_ms']:.3f} / max {around['max_ms']:.3f} ms"
+        )
     phase = result["phase_abs"]
     if phase.get("count"):
         lines.append(
-            f"phase of livekomp's notes vs the master's ticks ({phase['count']} notes, first beat "
+            f"phase of livekomp's notes vs the master's ticks in the dump, quantized to JACK "
+            f"periods ({phase['count']} notes, first beat "
             f"after each jump aside): |error| p50 {phase['p50_ms']:.3f} / p99 {phase['p99_ms']:.3f}"
             f" / max {phase['max_ms']:.3f} ms; mean signed {result['phase_signed_mean_ms']:+.3f} ms"
         )

@@ -228,21 +228,36 @@ def _sleep_until(due_s: float) -> None:
 
 
 def master_beats(
-    events: list[tuple[int, bytes]], dropped: frozenset[int] = frozenset()
+    events: list[tuple[int, bytes]],
+    dropped: frozenset[int] = frozenset(),
+    *,
+    infer_lost: bool = False,
 ) -> list[tuple[int, float]]:
     """(frame, song position in beats) of every tick a MIDI clock master sent while running,
     counted as a follower must: Start → the next tick is beat 0; Continue → the next tick is the
     Song Position Pointer's beat; ticks while stopped do not move the position. `dropped`: the
-    master's tick numbers (over its whole script) it never sent — they still took their time."""
+    master's tick numbers (over its whole script) it never sent — they still took their time.
+    With `infer_lost`, a gap of 1.6 ticks or more (against the last few) counts the ticks that
+    JACK lost on the way (benchmarks on a busy machine; not for scripts with big tempo drops)."""
     placed = []
     running = False
     position_ticks = 0
     tick_number = 0
+    tick_frames: list[int] = []
     for frame, data in events:
         if data[0] == 0xF8:
             while tick_number in dropped:
                 tick_number += 1
                 position_ticks += running
+            if infer_lost and len(tick_frames) >= 9:
+                recent = sorted(
+                    b - a for a, b in zip(tick_frames[-9:-1], tick_frames[-8:], strict=True)
+                )
+                usual = recent[len(recent) // 2]
+                gap = frame - tick_frames[-1]
+                if usual > 0 and gap >= 1.6 * usual:
+                    position_ticks += (round(gap / usual) - 1) * running
+            tick_frames.append(frame)
             tick_number += 1
         status = data[0]
         if status == 0xFA:
