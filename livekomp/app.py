@@ -30,6 +30,7 @@ from livekomp.mood import Mood, MoodState
 from livekomp.music.phrase import ComposedBar
 from livekomp.music.rules import RuleComposer
 from livekomp.music.theory import parse_key
+from livekomp.outputs.osc import FeedbackSnapshot, parse_target, serve_feedback
 from livekomp.performer import ControlRouter, Performer, PerformerConfig
 from livekomp.report import RunReport
 from livekomp.timing.clock import MasterClock
@@ -116,9 +117,42 @@ async def serve_live(config: LiveConfig) -> None:
         on_bar=on_bar,
     )
 
+    spoken: dict[str, str] = {}  # the last scene and line, for feedback
+
     def on_line(kind: str, event: ControlEvent) -> None:
         report.on_line(kind, event)
+        spoken[kind] = str(event.value)
         log.info("%s: %s", kind, event.value)
+
+    def feedback_snapshot() -> FeedbackSnapshot:
+        now_s = clock.now_s()
+        heard, target = mood.at(now_s), mood.target()
+        bar = beat = None
+        if clock.running and performer.playing:
+            beats_per_bar = config.beats_per_bar
+            # Following, the master's bar numbers; else the take's.
+            position = clock.current_beat() - (0.0 if follow else performer.origin_beat)
+            if position >= 0:
+                bar = int(position // beats_per_bar) + 1
+                beat = int(position % beats_per_bar) + 1
+        outcomes = composer.outcomes
+        return FeedbackSnapshot(
+            valence=heard.valence,
+            arousal=heard.arousal,
+            density=heard.density,
+            intensity=heard.intensity,
+            target_valence=target.valence,
+            target_arousal=target.arousal,
+            tempo_bpm=clock.bpm,
+            playing=performer.playing,
+            bar=bar,
+            beat=beat,
+            scene=spoken.get("scene"),
+            line=spoken.get("say"),
+            composer_fresh=outcomes["fresh"],
+            composer_fallbacks=outcomes["fallback"],
+            composer_buffer=getattr(composer, "buffer_fill", None),
+        )
 
     follower = None
     if config.clock == "midi":
@@ -177,6 +211,15 @@ async def serve_live(config: LiveConfig) -> None:
                 )
                 log.info("MIDI clock in: %s (livekomp follows it)", clock_in)
             await nursery.start(partial(performer.serve, autostart=follower is None))
+            if config.feedback is not None:
+                await nursery.start(
+                    partial(
+                        serve_feedback,
+                        parse_target(config.feedback),
+                        feedback_snapshot,
+                        rate_hz=config.feedback_rate_hz,
+                    )
+                )
             log.info(
                 "listening for OSC on %s:%s; %s in %s, %d/4",
                 config.osc_host,

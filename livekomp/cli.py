@@ -38,6 +38,8 @@ SERVE_FLAGS: dict[str, str] = {
     "midi_clock_in": "midi_clock_in",
     "clock_timeout_beats": "clock_timeout_beats",
     "nudge_ms": "nudge_ms",
+    "feedback": "feedback",
+    "feedback_rate_hz": "feedback_rate_hz",
 }
 
 
@@ -129,6 +131,16 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         help="latency compensation: send MIDI this many ms later (negative: earlier) so it "
         "lands with the DAW's audio (default 0)",
+    )
+
+    serve.add_argument(
+        "--feedback",
+        metavar="HOST:PORT",
+        help="send OSC feedback (mood, tempo, bar, beat, scene, line, composer health) to the "
+        "controller there, e.g. the TouchOSC device's address and its receive port",
+    )
+    serve.add_argument(
+        "--feedback-rate-hz", type=float, help="feedback updates a second (default 10)"
     )
 
     ports = commands.add_parser("ports", help="list the MIDI ports livekomp can see")

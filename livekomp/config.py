@@ -74,6 +74,8 @@ class LiveConfig:
     midi_clock_in: str | None = None  # the port MIDI clock comes in on; None: a virtual input
     clock_timeout_beats: float = 4.0  # following: keep time this long after the ticks stop
     nudge_ms: float = 0.0  # shift every MIDI message by this much (negative: earlier)
+    feedback: str | None = None  # "HOST:PORT" to send OSC feedback to (the controller); None: off
+    feedback_rate_hz: float = 10.0  # feedback snapshots a second (only changes are sent)
 
     def __post_init__(self) -> None:
         checks = {
@@ -86,12 +88,20 @@ class LiveConfig:
             "spin_us": 0 <= self.spin_us <= 5000,
             "clock_timeout_beats": 0 < self.clock_timeout_beats <= 64,
             "nudge_ms": -500 <= self.nudge_ms <= 500,
+            "feedback_rate_hz": 0.5 <= self.feedback_rate_hz <= 100,
         }
         for key, ok in checks.items():
             if not ok:
                 raise ConfigError(f"{key}: {getattr(self, key)!r} is out of range")
         if self.clock not in CLOCK_SOURCES:
             raise ConfigError(f"clock: {self.clock!r}; choose {', '.join(CLOCK_SOURCES)}")
+        if self.feedback is not None:
+            from livekomp.outputs.osc import parse_target
+
+            try:
+                parse_target(self.feedback)
+            except ValueError as exc:
+                raise ConfigError(f"feedback: {exc}") from None
         try:
             parse_key(self.key)
         except ValueError as exc:

@@ -152,6 +152,11 @@ class Performer:
         self._start_requested = trio.Event()
 
     @property
+    def origin_beat(self) -> float:
+        """The beat of bar 0 of the current (or last) take."""
+        return self._origin_beat
+
+    @property
     def playing(self) -> bool:
         return self._play_scope is not None and not self._play_scope.cancel_called
 
