@@ -146,6 +146,18 @@ def _parser() -> argparse.ArgumentParser:
     ports = commands.add_parser("ports", help="list the MIDI ports livekomp can see")
     ports.add_argument("--midi-api", default="auto", choices=["auto", "jack", "alsa", "coremidi"])
 
+    layout = commands.add_parser(
+        "layout", help="write a controller layout generated from mapping files"
+    )
+    layout.add_argument("kind", choices=["touchosc"], help="the layout format")
+    layout.add_argument(
+        "--mapping",
+        action="append",
+        metavar="FILE",
+        help="mapping file or preset name (repeatable; default: touchosc)",
+    )
+    layout.add_argument("--out", type=Path, required=True, help="the .tosc file to write")
+
     bench = commands.add_parser("bench", help="run tools/bench.py (from a source checkout)")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for tools/bench.py")
     return parser
@@ -201,6 +213,19 @@ def _run_ports(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_layout(args: argparse.Namespace) -> int:
+    from livekomp.inputs.mapping import load_mapping
+    from livekomp.touchosc import write_layout
+
+    mapping = load_mapping(args.mapping or ["touchosc"])
+    layout = write_layout(mapping, args.out)
+    controls = sum(len(names) for names in layout.controls.values())
+    print(f"wrote {args.out}: {controls} controls for {len(layout.controls)} OSC addresses")
+    for address, why in layout.skipped.items():
+        print(f"  not laid out: {address}: {why}")
+    return 0
+
+
 def _run_bench(args: argparse.Namespace) -> int:
     script = Path(__file__).resolve().parents[1] / "tools" / "bench.py"
     if not script.exists():
@@ -214,6 +239,7 @@ COMMANDS = {
     "rehearse": _run_rehearse,
     "serve": _run_serve,
     "ports": _run_ports,
+    "layout": _run_layout,
     "bench": _run_bench,
 }
 
