@@ -8,6 +8,7 @@ import logging
 import runpy
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -158,6 +159,23 @@ def _parser() -> argparse.ArgumentParser:
     )
     layout.add_argument("--out", type=Path, required=True, help="the .tosc file to write")
 
+    learn = commands.add_parser(
+        "learn", help="MIDI learn: move each control when asked; writes a mapping file"
+    )
+    learn.add_argument("--out", type=Path, required=True, help="mapping file to write (.toml)")
+    learn.add_argument(
+        "--midi-in", metavar="NAME", help="controller port (default: a virtual input 'learn in')"
+    )
+    learn.add_argument("--midi-api", default="auto", choices=["auto", "jack", "alsa", "coremidi"])
+    learn.add_argument(
+        "--params",
+        help="comma-separated parameters to ask for, in order (default: valence, arousal, "
+        "density, intensity, tempo, start, stop, panic)",
+    )
+    learn.add_argument(
+        "--timeout-s", type=float, help="give up on a parameter after this long (default: wait)"
+    )
+
     bench = commands.add_parser("bench", help="run tools/bench.py (from a source checkout)")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for tools/bench.py")
     return parser
@@ -226,6 +244,39 @@ def _run_layout(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_learn(args: argparse.Namespace) -> int:
+    from livekomp.inputs.events import Param
+    from livekomp.learn import DEFAULT_PARAMS, run_learn
+    from livekomp.midiports import choose_api
+
+    params = DEFAULT_PARAMS
+    if args.params:
+        try:
+            params = tuple(Param(name.strip()) for name in args.params.split(","))
+        except ValueError as exc:
+            from livekomp.config import ConfigError
+
+            raise ConfigError(f"--params: {exc}") from None
+    if args.out.exists():
+        raise FileExistsError(f"{args.out} exists; choose another --out (or remove it)")
+    api = choose_api(args.midi_api)
+    learned = trio.run(
+        partial(
+            run_learn,
+            args.out,
+            port_name=args.midi_in,
+            api=api,
+            params=params,
+            timeout_s=args.timeout_s,
+        )
+    )
+    if not learned:
+        print("nothing was learned; no file written", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}: {len(learned)} controls")
+    return 0
+
+
 def _run_bench(args: argparse.Namespace) -> int:
     script = Path(__file__).resolve().parents[1] / "tools" / "bench.py"
     if not script.exists():
@@ -240,6 +291,7 @@ COMMANDS = {
     "serve": _run_serve,
     "ports": _run_ports,
     "layout": _run_layout,
+    "learn": _run_learn,
     "bench": _run_bench,
 }
 
