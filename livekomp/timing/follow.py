@@ -30,10 +30,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 
 import rtmidi
 import trio
 
+from livekomp.inputs.midi import find_port, keep_input_open
 from livekomp.midiports import CLIENT_NAME
 from livekomp.music import messages
 from livekomp.timing.clock import MAX_BPM, MIN_BPM, MasterClock
@@ -341,12 +343,11 @@ class MidiClockFollower:
 # -- the MIDI input ------------------------------------------------------------------------------
 
 CLOCK_PORT_NAME = "clock in"
+CLOCK_IGNORE = {"sysex": True, "timing": False, "active_sense": True}
 QUEUE_SIZE = 4096
 
 
 def _open_clock_input(port_name: str | None, api: int) -> tuple[rtmidi.MidiIn, str]:
-    from livekomp.inputs.midi import find_port
-
     midi_in = rtmidi.MidiIn(rtapi=api, name=f"{CLIENT_NAME}-clock")
     try:
         if port_name is None:
@@ -357,7 +358,7 @@ def _open_clock_input(port_name: str | None, api: int) -> tuple[rtmidi.MidiIn, s
             index = find_port(ports, port_name)
             midi_in.open_port(index, CLOCK_PORT_NAME)
             opened = ports[index]
-        midi_in.ignore_types(sysex=True, timing=False, active_sense=True)
+        midi_in.ignore_types(**CLOCK_IGNORE)
     except BaseException:
         midi_in.delete()
         raise
@@ -397,8 +398,21 @@ async def serve_midi_clock_in(
     midi_in, opened = await trio.to_thread.run_sync(_open_clock_input, port_name, api)
     try:
         midi_in.set_callback(on_message)
-        task_status.started(opened)
-        await follower.serve_watchdog()
+        async with trio.open_nursery() as nursery:
+            if port_name is not None:  # the master's port may be unplugged and come back
+                nursery.start_soon(
+                    partial(
+                        keep_input_open,
+                        midi_in,
+                        opened,
+                        CLOCK_PORT_NAME,
+                        on_message,
+                        ignore=CLOCK_IGNORE,
+                        what="MIDI clock input",
+                    )
+                )
+            task_status.started(opened)
+            await follower.serve_watchdog()
     finally:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(_close_clock_input, midi_in)

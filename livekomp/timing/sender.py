@@ -52,7 +52,14 @@ from typing import Any, Literal
 
 import trio
 
-from livekomp.music.messages import CLOCK_STOP, ScheduledMessage, SendOrder
+from livekomp.music.messages import (
+    CC_ALL_NOTES_OFF,
+    CLOCK_STOP,
+    ScheduledMessage,
+    SendOrder,
+    control_change,
+    note_off,
+)
 from livekomp.outputs.midi import (
     FanOut,
     MemoryOutput,
@@ -67,6 +74,11 @@ from livekomp.timing.clock import MasterClock, TempoMap, TempoSegment
 from livekomp.timing.dispatcher import DispatcherError, LatenessStats, MessageHeap
 
 log = logging.getLogger(__name__)
+
+# Hot-plug: how often the child looks for an existing output port, and how much time before
+# the next send it needs to spare for that (a query takes ~20 µs, at worst ~0.3 ms).
+HOTPLUG_CHECK_S = 0.5
+HOTPLUG_SPARE_S = 0.003
 
 # Signals after which the child releases everything and exits. SIGINT is ignored instead.
 STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -215,6 +227,10 @@ class _Sender:
         self.sent = 0
         self.failed = False
         self._last_beat = 0.0
+        # Hot-plug: an existing port is checked for when the loop has time to spare.
+        self.hotplug = port if isinstance(port, RtMidiOutput) and port.existing else None
+        self._next_check_s = 0.0
+        self._missed: tuple[frozenset[tuple[int, int]], frozenset[int]] | None = None
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -226,6 +242,12 @@ class _Sender:
                 return _Exit.SIGNAL
             deadline_s = self._head_deadline_s()
             timeout_s = None if deadline_s is None else deadline_s - now_s() - self.spin_s
+            check_due = self.hotplug is not None and now_s() >= self._next_check_s
+            if check_due and (timeout_s is None or timeout_s > HOTPLUG_SPARE_S):
+                self._check_port()
+                continue
+            if self.hotplug is not None and timeout_s is None:
+                timeout_s = HOTPLUG_CHECK_S  # nothing to send: wake up to look for the port
             if timeout_s is None or timeout_s > 0:
                 # select, not Connection.poll: poll(2) rounds its timeout to whole milliseconds,
                 # select(2) sleeps to the microsecond (and SCHED_FIFO has no timer slack).
@@ -265,6 +287,32 @@ class _Sender:
         self._release_or_log(send_stop=False)
         report = ("failed", type(err).__name__, str(err), "".join(traceback.format_exception(err)))
         _tell(self.conn, report)
+
+    def _check_port(self) -> None:
+        """Hot-plug: a vanished port's sounding notes are released in the recording (the port
+        drops sends meanwhile); when it is back it is reopened and sent the releases it missed.
+        """
+        assert self.hotplug is not None
+        port = self.hotplug
+        self._next_check_s = time.perf_counter() + HOTPLUG_CHECK_S
+        present = port.present()
+        try:
+            if not present and not port.lost:
+                port.lost = True
+                self._missed = (self.output.sounding, self.output.channels_used)
+                self.output.release_all(self.current_beat())  # reaches the recording only
+                _tell(self.conn, ("port", "lost", port.port_label, len(self._missed[0])))
+            elif present and port.lost:
+                port.reopen()
+                notes, channels = self._missed or (frozenset(), frozenset())
+                self._missed = None
+                for channel, pitch in sorted(notes):
+                    port.send(note_off(channel, pitch), 0.0)
+                for channel in sorted(channels):
+                    port.send(control_change(channel, CC_ALL_NOTES_OFF, 0), 0.0)
+                _tell(self.conn, ("port", "back", port.port_label, len(notes)))
+        except Exception as err:
+            self._fail(err)
 
     def current_beat(self) -> float:
         if self.tempo_map is None:
@@ -709,6 +757,21 @@ class ProcessDispatcher:
             type_name, message, remote_traceback = details
             self._error = RemoteSenderError(f"{type_name}: {message}", remote_traceback)
             log.error("the sender process failed; it released all notes:\n%s", remote_traceback)
+        elif kind == "port":
+            state, label, notes = details
+            if state == "lost":
+                log.warning(
+                    "MIDI output %s is gone: %d sounding notes released in the recording; it is "
+                    "reopened when it comes back",
+                    label,
+                    notes,
+                )
+            else:
+                log.warning(
+                    "MIDI output %s is back: reopened, the %d notes it missed released",
+                    label,
+                    notes,
+                )
         elif kind == "terminated":
             self._stopped_by = details[0]
             name = signal.Signals(details[0]).name
