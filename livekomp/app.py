@@ -36,6 +36,7 @@ from livekomp.report import RunReport
 from livekomp.timing.clock import MasterClock
 from livekomp.timing.dispatcher import DispatcherError
 from livekomp.timing.follow import FollowConfig, MidiClockFollower, serve_midi_clock_in
+from livekomp.timing.link import LinkFollower, link_available
 from livekomp.timing.sender import OutputSpec, ProcessDispatcher, RecordSpec
 
 log = logging.getLogger("livekomp")
@@ -162,8 +163,20 @@ async def serve_live(config: LiveConfig) -> None:
             on_start=performer.start,
             on_stop=performer.stop,
         )
-    elif config.clock == "link":
-        raise ConfigError("clock: 'link' is not available in this build (see the README)")
+    link_follower = None
+    if config.clock == "link":
+        if not link_available():
+            raise ConfigError(
+                "clock: 'link' needs LinkPython-extern: pip install -c constraints.txt "
+                "LinkPython-extern"
+            )
+        link_follower = LinkFollower(
+            clock,
+            quantum_beats=config.beats_per_bar,
+            bpm=config.bpm,
+            on_start=performer.start,
+            on_stop=performer.stop,
+        )
 
     def can_start() -> str | None:
         if follower is not None and not follower.running:
@@ -173,12 +186,20 @@ async def serve_live(config: LiveConfig) -> None:
     def on_tempo(bpm: float) -> None:
         log.info("tempo %.1f BPM ignored: the MIDI clock master keeps the tempo", bpm)
 
-    router = ControlRouter(
-        performer,
-        on_line=on_line,
-        can_start=can_start if follower is not None else None,
-        on_tempo=on_tempo if follower is not None else None,
-    )
+    if link_follower is not None:
+        router = ControlRouter(
+            performer,
+            on_line=on_line,
+            on_tempo=link_follower.propose_tempo,
+            on_transport=link_follower.propose_playing,
+        )
+    else:
+        router = ControlRouter(
+            performer,
+            on_line=on_line,
+            can_start=can_start if follower is not None else None,
+            on_tempo=on_tempo if follower is not None else None,
+        )
     send, receive = trio.open_memory_channel[ControlEvent](256)
     await trio.to_thread.run_sync(dispatcher.start)
     log.info(
@@ -210,7 +231,9 @@ async def serve_live(config: LiveConfig) -> None:
                     partial(serve_midi_clock_in, config.midi_clock_in, follower, api=api)
                 )
                 log.info("MIDI clock in: %s (livekomp follows it)", clock_in)
-            await nursery.start(partial(performer.serve, autostart=follower is None))
+            if link_follower is not None:
+                await nursery.start(link_follower.serve)
+            await nursery.start(partial(performer.serve, autostart=not follow))
             if config.feedback is not None:
                 await nursery.start(
                     partial(
@@ -224,9 +247,9 @@ async def serve_live(config: LiveConfig) -> None:
                 "listening for OSC on %s:%s; %s in %s, %d/4",
                 config.osc_host,
                 osc_port,
-                "following the MIDI clock"
-                if follower is not None
-                else f"playing at {config.bpm:.1f} BPM",
+                {"midi": "following the MIDI clock", "link": "following the Link session"}.get(
+                    config.clock, f"playing at {config.bpm:.1f} BPM"
+                ),
                 config.key,
                 config.beats_per_bar,
             )

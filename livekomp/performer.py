@@ -329,14 +329,17 @@ class ControlRouter:
         on_line: Callable[[str, ControlEvent], None] | None = None,
         can_start: Callable[[], str | None] | None = None,
         on_tempo: Callable[[float], None] | None = None,
+        on_transport: Callable[[bool], None] | None = None,
     ) -> None:
-        """`can_start` says why a start cannot happen now (None: it can), for a clock that
-        follows a master; `on_tempo` takes tempo changes instead of the clock (a follower
-        proposes them to the master, or says why it cannot)."""
+        """For a clock that follows others: `can_start` says why a start cannot happen now
+        (None: it can); `on_tempo` takes tempo changes instead of the clock, and
+        `on_transport` start (True) and stop (False) instead of the performer (a Link follower
+        proposes them to the session, whose answer then moves the performer)."""
         self.performer = performer
         self.on_line = on_line
         self.can_start = can_start
         self.on_tempo = on_tempo
+        self.on_transport = on_transport
         self.unhandled = 0
         self._drop_log = RateLimitedLog(log)
 
@@ -344,6 +347,8 @@ class ControlRouter:
         performer = self.performer
         clock = performer.clock
         match event.param:
+            case Param.START | Param.STOP if self.on_transport is not None:
+                self.on_transport(event.param is Param.START)
             case Param.START:
                 why_not = None if self.can_start is None else self.can_start()
                 if why_not is None:
