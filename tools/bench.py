@@ -615,6 +615,58 @@ def format_follow(result: dict) -> str:
     return "\n".join(lines)
 
 
+# -- Ableton Link: phase agreement with another peer ----------------------------------------
+
+
+def bench_link(seconds_each: float) -> dict:
+    """livekomp and a second Link peer in a network namespace (root; see
+    tests/live/link_scenario.py): the phase of livekomp's notes on the peer's beat timeline,
+    heard on a JACK input, at 100 then 130 BPM (the first beat after the change aside)."""
+    import subprocess
+    import tempfile
+
+    from tests.live.link_scenario import netns_command
+
+    folder = Path(tempfile.mkdtemp(prefix="livekomp-bench-link-"))
+    out = folder / "link.json"
+    script = Path(__file__).resolve().parents[1] / "tests" / "live" / "link_scenario.py"
+    subprocess.run(
+        netns_command([sys.executable, str(script), str(out), str(seconds_each)]),
+        timeout=120 + 3 * seconds_each,
+        check=True,
+    )
+    result = json.loads(out.read_text())
+    if not result.get("ok"):
+        raise RuntimeError(f"the Link scenario failed; see {out}")
+    steady = [n["error_ms"] for n in result["notes"] if not 0 <= n["after_change_s"] < 1.0]
+    ordered = sorted(steady)
+    median_ms = ordered[len(ordered) // 2]
+    return {
+        "seconds_each": seconds_each,
+        "peers_found_s": result["peers_found_s"],
+        "notes": len(steady),
+        "phase_median_ms": median_ms,  # JACK's transport latency to the listener, mostly
+        "phase_around_median": _percentiles_ms([abs(e - median_ms) for e in steady]),
+        "phase_abs": _percentiles_ms([abs(e) for e in steady]),
+        "tempo_followed": bool(result["tempo_100"] and result["tempo_130"]),
+        "folder": str(folder),
+    }
+
+
+def format_link(result: dict) -> str:
+    around, absolute = result["phase_around_median"], result["phase_abs"]
+    return "\n".join(
+        [
+            f"Link: livekomp's notes on the other peer's beat grid ({result['notes']} notes, "
+            f"{result['seconds_each']:g} s at 100 then 130 BPM)",
+            f"|error| p50 {absolute['p50_ms']:.3f} / p99 {absolute['p99_ms']:.3f} / max "
+            f"{absolute['max_ms']:.3f} ms; median {result['phase_median_ms']:+.3f} ms (JACK "
+            f"transport to the listener); around it p50 {around['p50_ms']:.3f} / p99 "
+            f"{around['p99_ms']:.3f} ms",
+        ]
+    )
+
+
 # -- rehearsal speed ---------------------------------------------------------------------------
 
 
@@ -701,6 +753,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     follow.add_argument("--nudge-ms", type=float, default=0.0)
     follow.add_argument("--json", type=Path, help="also write the result here as JSON")
+    link_parser = commands.add_parser(
+        "link", help="Ableton Link: phase agreement with another peer (network namespace, root)"
+    )
+    link_parser.add_argument("--seconds-each", type=float, default=8.0)
+    link_parser.add_argument("--json", type=Path, help="also write the result here as JSON")
     rehearse_parser = commands.add_parser("rehearse", help="rehearsal speed against real time")
     rehearse_parser.add_argument(
         "setlists",
@@ -713,6 +770,12 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "rehearse":
         print(format_rehearse(bench_rehearse(args.setlists, args.repeats)))
+        return 0
+    if args.command == "link":
+        result = bench_link(args.seconds_each)
+        print(format_link(result))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
         return 0
     if args.command == "follow":
         result = bench_follow(args.tempi, args.bars_each, args.jitter_ms, args.nudge_ms)
