@@ -18,7 +18,7 @@ from pathlib import Path
 import trio
 
 from livekomp import __version__
-from livekomp.composer import ComposerService
+from livekomp.composer import ComposerService, PhraseBuffer, build_composer
 from livekomp.config import ConfigError, LiveConfig
 from livekomp.inputs.events import ControlEvent
 from livekomp.inputs.mapping import load_mapping
@@ -95,8 +95,25 @@ async def serve_live(config: LiveConfig) -> None:
             "key": config.key,
         }
     )
-    composer = ComposerService(RuleComposer(config.seed))
     mood = MoodState(slew_s=config.slew_s)
+    settings = config.composer_settings()
+    primary, unavailable = await trio.to_thread.run_sync(build_composer, settings, config.seed)
+    neural = not isinstance(primary, RuleComposer)
+
+    def heading() -> tuple[float, float]:
+        target = mood.target()
+        return target.valence, target.arousal
+
+    composer = ComposerService(
+        primary,
+        RuleComposer(config.seed) if neural else None,
+        budget_s=settings.budget_ms / 1000,
+        in_thread=neural,
+        buffer=PhraseBuffer() if neural else None,
+        heading=heading,
+        unavailable=unavailable,
+        log_every_bars=16,
+    )
 
     def on_bar(bar: ComposedBar, bar_mood: Mood) -> None:
         report.on_bar(bar, bar_mood)
@@ -151,8 +168,9 @@ async def serve_live(config: LiveConfig) -> None:
             scene=spoken.get("scene"),
             line=spoken.get("say"),
             composer_fresh=outcomes["fresh"],
+            composer_buffered=outcomes["buffered"],
             composer_fallbacks=outcomes["fallback"],
-            composer_buffer=getattr(composer, "buffer_fill", None),
+            composer_buffer=None if composer.buffer is None else composer.buffer.fill,
         )
 
     follower = None
@@ -218,6 +236,7 @@ async def serve_live(config: LiveConfig) -> None:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
             await nursery.start(router.serve, receive)
+            await nursery.start(composer.serve_buffer)
             osc_port = await nursery.start(
                 partial(serve_osc, config.osc_host, config.osc_port, mapping, send.clone(), stats)
             )
@@ -284,3 +303,4 @@ async def serve_live(config: LiveConfig) -> None:
                 if n
             }
             log.info("stopped after %d bars; inputs: %s", performer.bars_played, counts or "none")
+            log.info("composer: %s", composer.health())

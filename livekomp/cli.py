@@ -1,4 +1,4 @@
-"""The `livekomp` command: rehearse, serve, ports, bench."""
+"""The `livekomp` command: rehearse, generate, serve, ports, bench."""
 
 from __future__ import annotations
 
@@ -10,10 +10,14 @@ import sys
 from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
 
 from livekomp import __version__
+
+if TYPE_CHECKING:
+    from livekomp.composer import ComposerSettings
 
 log = logging.getLogger("livekomp")
 
@@ -41,7 +45,64 @@ SERVE_FLAGS: dict[str, str] = {
     "nudge_ms": "nudge_ms",
     "feedback": "feedback",
     "feedback_rate_hz": "feedback_rate_hz",
+    "composer": "composer",
+    "device": "device",
+    "runtime": "runtime",
+    "int8": "int8",
+    "checkpoints": "checkpoints",
+    "budget_ms": "budget_ms",
 }
+
+
+def _add_composer_flags(parser: argparse.ArgumentParser, *, live: bool) -> None:
+    """--composer, --device, --runtime, --int8, --checkpoints (and --budget-ms live).
+
+    Live, unset flags stay None so a config file can set them; offline the defaults apply.
+    """
+    defaults = {} if live else {"composer": "neural", "device": "auto", "runtime": "torch"}
+    parser.add_argument(
+        "--composer",
+        choices=["neural", "rules"],
+        default=defaults.get("composer"),
+        help="neural (default; the rules play if no checkpoint loads) or rules",
+    )
+    parser.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda", "mps"],
+        default=defaults.get("device"),
+        help="where the models run (default auto: CUDA, then MPS, then CPU)",
+    )
+    parser.add_argument(
+        "--runtime",
+        choices=["torch", "onnx"],
+        default=defaults.get("runtime"),
+        help="run the melody model in torch (default) or onnxruntime",
+    )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        default=None if live else False,
+        help="dynamic int8 quantization of the melody model (CPU)",
+    )
+    parser.add_argument("--checkpoints", metavar="DIR", help="model checkpoints folder")
+    if live:
+        parser.add_argument(
+            "--budget-ms",
+            type=float,
+            help="ms a fresh bar may take before a buffered bar or the rules play (default 60)",
+        )
+
+
+def _composer_settings(args: argparse.Namespace) -> ComposerSettings:
+    from livekomp.composer import ComposerSettings
+
+    return ComposerSettings(
+        composer=args.composer,
+        device=args.device,
+        runtime=args.runtime,
+        int8=args.int8,
+        checkpoints=args.checkpoints,
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,6 +125,20 @@ def _parser() -> argparse.ArgumentParser:
         default=1.0,
         help="how far ahead of each bar line it is composed (default 1)",
     )
+    _add_composer_flags(rehearse, live=False)
+
+    generate = commands.add_parser(
+        "generate", help="write a phrase in one mood to a .mid (deterministic for a seed)"
+    )
+    generate.add_argument("--valence", type=float, required=True, help="-1 sad .. +1 happy")
+    generate.add_argument("--arousal", type=float, required=True, help="-1 calm .. +1 excited")
+    generate.add_argument("--bars", type=int, default=8, help="how many bars (default 8)")
+    generate.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    generate.add_argument("--out", type=Path, required=True, metavar="FILE.mid")
+    generate.add_argument("--key", default="C", help="tonic, e.g. C, F#, Bb (default C)")
+    generate.add_argument("--bpm", type=float, default=120.0, help="tempo (default 120)")
+    generate.add_argument("--beats-per-bar", type=int, default=4, help="metre (default 4)")
+    _add_composer_flags(generate, live=False)
 
     serve = commands.add_parser("serve", help="run live until Ctrl-C or SIGTERM")
     serve.add_argument("--config", type=Path, help="TOML file with a [serve] table")
@@ -108,6 +183,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="SCHED_FIFO priority of the send thread, 0 = normal (default 3)",
     )
+    _add_composer_flags(serve, live=True)
 
     serve.add_argument(
         "--clock",
@@ -192,12 +268,80 @@ def _run_rehearse(args: argparse.Namespace) -> int:
     from livekomp.rehearsal import rehearse
 
     setlist = load_setlist(args.setlist)
-    result = rehearse(setlist, args.out, seed=args.seed, lookahead_beats=args.lookahead_beats)
+    result = rehearse(
+        setlist,
+        args.out,
+        seed=args.seed,
+        lookahead_beats=args.lookahead_beats,
+        composer=_composer_settings(args),
+    )
     totals = result.summary["totals"]
+    composer = result.summary["composer"]
     print(f"rehearsed {setlist.title!r}: {setlist.bars} bars at {setlist.bpm:g} BPM")
+    print(f"  composer: {_composer_line(composer)}")  # type: ignore[arg-type]
     print(f"  {result.midi_path}")
     print(f"  {result.summary_path}")
     print(f"  notes: {json.dumps(totals['notes'])}")  # type: ignore[index]
+    return 0
+
+
+def _composer_line(summary: dict[str, object]) -> str:
+    line = str(summary["primary"])
+    if summary.get("runtime"):
+        line += f" ({summary['runtime']})"
+    if summary.get("neural_unavailable"):
+        line += f" — neural unavailable: {summary['neural_unavailable']}"
+    return line
+
+
+def _run_generate(args: argparse.Namespace) -> int:
+    import shutil
+    import tempfile
+
+    from livekomp.inputs.setlist import Setlist, SetlistError
+    from livekomp.mood import Mood
+    from livekomp.music.theory import parse_key
+    from livekomp.rehearsal import rehearse
+
+    checks = {
+        "--valence": -1 <= args.valence <= 1,
+        "--arousal": -1 <= args.arousal <= 1,
+        "--bars": 1 <= args.bars <= 10_000,
+        "--bpm": 20 <= args.bpm <= 400,
+        "--beats-per-bar": 1 <= args.beats_per_bar <= 16,
+    }
+    for flag, ok in checks.items():
+        if not ok:
+            raise SetlistError(
+                f"{flag}: {getattr(args, flag[2:].replace('-', '_'))} is out of range"
+            )
+    try:
+        parse_key(args.key)
+    except ValueError as exc:
+        raise SetlistError(f"--key: {exc}") from None
+    setlist = Setlist(
+        path=args.out,
+        bpm=args.bpm,
+        beats_per_bar=args.beats_per_bar,
+        bars=args.bars,
+        key=args.key,
+        seed=args.seed,
+        title=f"livekomp v{args.valence:+.2f} a{args.arousal:+.2f} seed {args.seed}",
+        cues=(),
+    )
+    with tempfile.TemporaryDirectory(prefix="livekomp-generate-") as scratch:
+        result = rehearse(
+            setlist,
+            scratch,
+            seed=args.seed,
+            slew_s=0.0,
+            composer=_composer_settings(args),
+            initial_mood=Mood(args.valence, args.arousal),
+        )
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(result.midi_path, args.out)
+    print(f"generated {args.bars} bars: {args.out}")
+    print(f"  composer: {_composer_line(result.summary['composer'])}")  # type: ignore[arg-type]
     return 0
 
 
@@ -288,6 +432,7 @@ def _run_bench(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "rehearse": _run_rehearse,
+    "generate": _run_generate,
     "serve": _run_serve,
     "ports": _run_ports,
     "layout": _run_layout,

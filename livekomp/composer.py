@@ -1,28 +1,141 @@
 """The composer service: answers the performer's request for the next bar, never late.
 
-It owns the composers and a latency budget. The chain is: the primary composer if it answers
-inside the budget, else the fallback (the rule-based composer, always available and fast). A
-primary that raises is counted and the fallback plays. Live, a slow primary runs off the trio
-thread; in rehearsal everything runs inline so the result is deterministic for a seed.
+It owns the composers, a latency budget and a buffer of bars already composed for the current mood
+and for where the mood is heading. The chain is: a fresh bar from the primary composer if it
+answers inside the budget, else the nearest buffered bar, else the fallback (the rule-based
+composer, always available and fast). A primary that raises is counted and the chain goes on.
+
+Live, the primary runs off the trio thread (one `CapacityLimiter`, shared with the buffer's
+refills) and `serve_buffer` keeps the buffer topped up between requests. In rehearsal everything
+runs inline, so the result is deterministic for a seed.
+
+A primary with an `accept(request, bar)` method is told which bar was really played (fresh,
+buffered or the fallback's), so its memory of the music is what the audience heard.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter
+import math
+import time
+from collections import Counter, deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Protocol
 
 import trio
 
 from livekomp.music.phrase import BarRequest, ComposedBar
+from livekomp.music.rules import RuleComposer
 
 log = logging.getLogger("livekomp.composer")
+
+COMPOSERS = ("neural", "rules")
 
 
 class Composer(Protocol):
     name: str
 
     def compose_bar(self, request: BarRequest) -> ComposedBar: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ComposerSettings:
+    """Which composer plays and how its models run (`--composer`, `--device`, …)."""
+
+    composer: str = "neural"  # neural | rules
+    device: str = "auto"  # auto (CUDA, then MPS, then CPU) | cpu | cuda | mps
+    runtime: str = "torch"  # torch | onnx
+    int8: bool = False  # dynamic int8 quantization of the trunk's linear layers (CPU)
+    checkpoints: str | None = None  # None: the checkpoints/ folder shipped with livekomp
+    threads: int = 1  # CPU threads for inference
+    budget_ms: float = 60.0  # how long a fresh bar may take before the chain moves on
+
+
+def build_composer(settings: ComposerSettings, seed: int) -> tuple[Composer, str | None]:
+    """The primary composer, and why the rules play instead of the neural one (None if they
+    don't). A missing or corrupt checkpoint is one clear log line, never a stop."""
+    if settings.composer == "rules":
+        return RuleComposer(seed), None
+    try:
+        # Imported here: a rules-only run never pays for importing torch.
+        from livekomp.models.checkpoint import DEFAULT_DIR, CheckpointError
+        from livekomp.models.neural import load_neural
+        from livekomp.models.runtime import RuntimeUnavailable
+    except ImportError as error:
+        reason = f"the neural composer needs torch, numpy and safetensors ({error})"
+    else:
+        directory = Path(settings.checkpoints) if settings.checkpoints else DEFAULT_DIR
+        try:
+            composer = load_neural(
+                seed,
+                directory,
+                device=settings.device,
+                runtime=settings.runtime,
+                quantize=settings.int8,
+                threads=settings.threads,
+            )
+            return composer, None
+        except (CheckpointError, RuntimeUnavailable) as error:
+            reason = str(error)
+    log.warning("neural composer unavailable: %s; the rule-based composer plays", reason)
+    return RuleComposer(seed), reason
+
+
+class PhraseBuffer:
+    """Bars composed ahead, by mood cell; the nearest one answers a late request."""
+
+    def __init__(self, depth: int = 2, cells: int = 8, resolution: float = 0.25) -> None:
+        self.depth = depth
+        self.cells = cells
+        self.resolution = resolution
+        self._bars: dict[tuple[int, int], deque[tuple[BarRequest, ComposedBar]]] = {}
+
+    @property
+    def fill(self) -> float:
+        """How full the buffer is, 0..1 (bars held over the most it can hold)."""
+        held = sum(len(entries) for entries in self._bars.values())
+        return held / (self.depth * self.cells)
+
+    def cell(self, request: BarRequest) -> tuple[int, int]:
+        return (round(request.valence / self.resolution), round(request.arousal / self.resolution))
+
+    def wants(self, request: BarRequest) -> bool:
+        return len(self._bars.get(self.cell(request), ())) < self.depth
+
+    def put(self, request: BarRequest, bar: ComposedBar) -> None:
+        key = self.cell(request)
+        self._bars.setdefault(key, deque(maxlen=self.depth)).append((request, bar))
+        self._bars[key] = self._bars.pop(key)  # most recently filled last
+        while len(self._bars) > self.cells:
+            del self._bars[next(iter(self._bars))]
+
+    def take(self, request: BarRequest) -> ComposedBar | None:
+        """The bar composed nearest this request's mood, for the same metre and key, re-indexed."""
+        best, best_distance = None, math.inf
+        for key, entries in self._bars.items():
+            for i, (made_for, _bar) in enumerate(entries):
+                if (made_for.beats_per_bar, made_for.tonic) != (
+                    request.beats_per_bar,
+                    request.tonic,
+                ):
+                    continue
+                distance = math.hypot(
+                    made_for.valence - request.valence, made_for.arousal - request.arousal
+                )
+                if distance < best_distance:
+                    best, best_distance = (key, i), distance
+        if best is None:
+            return None
+        key, i = best
+        made_for, bar = self._bars[key][i]
+        del self._bars[key][i]
+        info = {**bar.info, "buffered_for": [made_for.valence, made_for.arousal]}
+        return replace(bar, index=request.index, info=info)
+
+    def __len__(self) -> int:
+        return sum(len(entries) for entries in self._bars.values())
 
 
 class ComposerService:
@@ -33,42 +146,130 @@ class ComposerService:
         *,
         budget_s: float = 0.25,
         in_thread: bool = False,
+        buffer: PhraseBuffer | None = None,
+        heading: Callable[[], tuple[float, float]] | None = None,
+        unavailable: str | None = None,
+        log_every_bars: int = 0,
     ) -> None:
         self.primary = primary
         self.fallback = fallback
         self.budget_s = budget_s
         self.in_thread = in_thread and fallback is not None
+        self.buffer = buffer
+        self.heading = heading
+        self.unavailable = unavailable
+        self.log_every_bars = log_every_bars
         self.outcomes: Counter[str] = Counter()
+        self.fresh_ms: deque[float] = deque(maxlen=10_000)
         self._limiter = trio.CapacityLimiter(1)
+        self._refill = trio.Event()
+        self._last: BarRequest | None = None
 
     async def compose(self, request: BarRequest) -> ComposedBar:
+        self._last = request
         try:
             if self.in_thread:
                 bar = await self._compose_in_thread(request)
             else:
-                bar = self.primary.compose_bar(request)
+                bar = self._timed(request)
         except Exception:
             if self.fallback is None:
                 raise
             log.exception(
-                "composer %s failed on bar %d; the fallback plays", self.primary.name, request.index
+                "composer %s failed on bar %d; the chain goes on", self.primary.name, request.index
             )
             self.outcomes["failed"] += 1
             bar = None
-        if bar is None:
+        if bar is not None:
+            self.outcomes["fresh"] += 1
+        elif self.buffer is not None and (bar := self.buffer.take(request)) is not None:
+            self.outcomes["buffered"] += 1
+        else:
             assert self.fallback is not None
             self.outcomes["fallback"] += 1
-            return self.fallback.compose_bar(request)
-        self.outcomes["fresh"] += 1
+            bar = self.fallback.compose_bar(request)
+        accept = getattr(self.primary, "accept", None)
+        if accept is not None:
+            accept(request, bar)
+        self._refill.set()
+        if self.log_every_bars and (request.index + 1) % self.log_every_bars == 0:
+            log.info("composer: %s", self.health())
+        return bar
+
+    def _timed(self, request: BarRequest) -> ComposedBar:
+        started = time.perf_counter()
+        bar = self.primary.compose_bar(request)
+        self.fresh_ms.append((time.perf_counter() - started) * 1e3)
         return bar
 
     async def _compose_in_thread(self, request: BarRequest) -> ComposedBar | None:
         with trio.move_on_after(self.budget_s):
             return await trio.to_thread.run_sync(
-                self.primary.compose_bar, request, limiter=self._limiter, abandon_on_cancel=True
+                self._timed, request, limiter=self._limiter, abandon_on_cancel=True
             )
         self.outcomes["late"] += 1
         return None
 
+    def _wanted(self) -> list[BarRequest]:
+        """What the buffer should hold next: the current mood, and where it is heading."""
+        if self._last is None:
+            return []
+        upcoming = replace(self._last, index=self._last.index + 1)
+        wanted = [upcoming]
+        if self.heading is not None:
+            valence, arousal = self.heading()
+            wanted.append(replace(upcoming, valence=valence, arousal=arousal))
+        return wanted
+
+    async def serve_buffer(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED):
+        """Keep the buffer topped up between requests (live only)."""
+        task_status.started()
+        if self.buffer is None:
+            return
+        while True:
+            await self._refill.wait()
+            self._refill = trio.Event()
+            for request in self._wanted():
+                while self.buffer.wants(request):
+                    try:
+                        bar = await trio.to_thread.run_sync(
+                            self.primary.compose_bar, request, limiter=self._limiter
+                        )
+                    except Exception:
+                        log.exception("composing ahead for the buffer failed")
+                        break
+                    self.buffer.put(request, bar)
+
+    def latency(self) -> dict[str, float]:
+        if not self.fresh_ms:
+            return {}
+        ordered = sorted(self.fresh_ms)
+
+        def at(q: float) -> float:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+        return {"count": len(ordered), "p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": ordered[-1]}
+
+    def health(self) -> str:
+        counts = ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items())) or "no bars"
+        latency = self.latency()
+        tail = f" | p99 {latency['p99_ms']:.1f} ms" if latency else ""
+        fill = f" | buffer {len(self.buffer)}" if self.buffer is not None else ""
+        return f"{self.primary.name}: {counts}{tail}{fill}"
+
     def summary(self) -> dict[str, object]:
-        return {"primary": self.primary.name, "outcomes": dict(sorted(self.outcomes.items()))}
+        summary: dict[str, object] = {
+            "primary": self.primary.name,
+            "outcomes": dict(sorted(self.outcomes.items())),
+        }
+        runtime = getattr(self.primary, "runtime", None)
+        if runtime:
+            summary["runtime"] = runtime
+        if self.unavailable:
+            summary["neural_unavailable"] = self.unavailable
+        latency = self.latency()
+        if latency and self.in_thread:
+            summary["fresh_latency"] = latency
+        if self.buffer is not None:
+            summary["buffer_fill"] = len(self.buffer)
+        return summary

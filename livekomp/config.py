@@ -19,6 +19,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from livekomp.composer import COMPOSERS, ComposerSettings
 from livekomp.music.theory import parse_key
 
 
@@ -76,6 +77,22 @@ class LiveConfig:
     nudge_ms: float = 0.0  # shift every MIDI message by this much (negative: earlier)
     feedback: str | None = None  # "HOST:PORT" to send OSC feedback to (the controller); None: off
     feedback_rate_hz: float = 10.0  # feedback snapshots a second (only changes are sent)
+    composer: str = "neural"  # neural (falls back to rules without checkpoints) | rules
+    device: str = "auto"  # where the models run: auto (CUDA, MPS, CPU) | cpu | cuda | mps
+    runtime: str = "torch"  # torch | onnx (onnxruntime, CPU)
+    int8: bool = False  # dynamic int8 quantization of the melody model (CPU)
+    checkpoints: str | None = None  # None: the checkpoints shipped with livekomp
+    budget_ms: float = 60.0  # a fresh bar later than this gives way to a buffered one or the rules
+
+    def composer_settings(self) -> ComposerSettings:
+        return ComposerSettings(
+            composer=self.composer,
+            device=self.device,
+            runtime=self.runtime,
+            int8=self.int8,
+            checkpoints=self.checkpoints,
+            budget_ms=self.budget_ms,
+        )
 
     def __post_init__(self) -> None:
         checks = {
@@ -89,6 +106,10 @@ class LiveConfig:
             "clock_timeout_beats": 0 < self.clock_timeout_beats <= 64,
             "nudge_ms": -500 <= self.nudge_ms <= 500,
             "feedback_rate_hz": 0.5 <= self.feedback_rate_hz <= 100,
+            "composer": self.composer in COMPOSERS,
+            "device": self.device in ("auto", "cpu", "cuda", "mps"),
+            "runtime": self.runtime in ("torch", "onnx"),
+            "budget_ms": 1 <= self.budget_ms <= 10_000,
         }
         for key, ok in checks.items():
             if not ok:

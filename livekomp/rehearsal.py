@@ -17,11 +17,10 @@ import trio
 import trio.testing
 
 from livekomp import __version__
-from livekomp.composer import ComposerService
+from livekomp.composer import ComposerService, ComposerSettings, build_composer
 from livekomp.inputs.events import ControlEvent
 from livekomp.inputs.setlist import Setlist, serve_setlist
-from livekomp.mood import MoodState
-from livekomp.music.rules import RuleComposer
+from livekomp.mood import Mood, MoodState
 from livekomp.music.theory import parse_key
 from livekomp.outputs.midi import TrackedOutput
 from livekomp.outputs.midifile import MidiFileRecorder
@@ -47,10 +46,17 @@ def rehearse(
     seed: int | None = None,
     lookahead_beats: float = 1.0,
     slew_s: float = 0.3,
+    composer: ComposerSettings | None = None,
+    initial_mood: Mood | None = None,
 ) -> RehearsalResult:
-    """Render `setlist` to `out_dir/set.mid` and `out_dir/summary.json`."""
+    """Render `setlist` to `out_dir/set.mid` and `out_dir/summary.json`.
+
+    The neural composer runs inline (no budget, no buffer), so the result depends only on the
+    setlist, the seed and the checkpoints.
+    """
     out_dir = Path(out_dir)
     seed = seed if seed is not None else (setlist.seed if setlist.seed is not None else 0)
+    primary, unavailable = build_composer(composer or ComposerSettings(), seed)
     return trio.run(
         _rehearse,
         setlist,
@@ -58,12 +64,20 @@ def rehearse(
         seed,
         lookahead_beats,
         slew_s,
+        ComposerService(primary, unavailable=unavailable),
+        initial_mood,
         clock=trio.testing.MockClock(autojump_threshold=0),
     )
 
 
 async def _rehearse(
-    setlist: Setlist, out_dir: Path, seed: int, lookahead_beats: float, slew_s: float
+    setlist: Setlist,
+    out_dir: Path,
+    seed: int,
+    lookahead_beats: float,
+    slew_s: float,
+    composer: ComposerService,
+    initial_mood: Mood | None,
 ) -> RehearsalResult:
     tonic = parse_key(setlist.key)
     clock = MasterClock(setlist.bpm, now_s=trio.current_time)
@@ -88,12 +102,11 @@ async def _rehearse(
             "key": setlist.key,
         }
     )
-    composer = ComposerService(RuleComposer(seed))
     performer = Performer(
         clock,
         dispatcher,
         composer,
-        MoodState(slew_s=slew_s),
+        MoodState(initial_mood, slew_s=slew_s),
         PerformerConfig(
             beats_per_bar=setlist.beats_per_bar,
             tonic=tonic,

@@ -43,6 +43,7 @@ FEEDBACK_LABELS = (
     "line",
     "composer/fresh",
     "composer/fallbacks",
+    "composer/buffer",
 )
 WIDTH, HEIGHT = 1024, 768
 

@@ -28,7 +28,9 @@ async def test_a_primary_inside_the_budget_answers_from_a_worker_thread():
     bar = await service.compose(REQUEST)
     assert bar.composer == "model"
     assert primary.threads and primary.threads[0] != threading.current_thread().name
-    assert service.summary() == {"primary": "model", "outcomes": {"fresh": 1}}
+    summary = service.summary()
+    assert summary["primary"] == "model" and summary["outcomes"] == {"fresh": 1}
+    assert summary["fresh_latency"]["count"] == 1
 
 
 async def test_a_late_primary_gives_way_to_the_fallback_within_the_budget():

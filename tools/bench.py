@@ -31,6 +31,7 @@ from pathlib import Path
 import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 from livekomp.music.messages import ScheduledMessage, note_off, note_on
 from livekomp.music.phrase import BarRequest
@@ -766,7 +767,29 @@ def main(argv: list[str] | None = None) -> int:
         default=sorted((Path(__file__).resolve().parents[1] / "examples").glob("*.toml")),
     )
     rehearse_parser.add_argument("--repeats", type=int, default=5)
+    # The neural composer's benchmarks live in bench_models.py.
+    tokens = commands.add_parser("tokens", help="melody model ms/token: recompute, cache, ONNX")
+    tokens.add_argument("--context", type=int, default=40, help="notes before the bar")
+    tokens.add_argument("--new", type=int, default=16, help="notes generated")
+    tokens.add_argument("--repeats", type=int, default=5)
+    bar = commands.add_parser("bar", help="one bar from all three models: p50/p99 per runtime")
+    bar.add_argument("--bars", type=int, default=400)
+    sweep = commands.add_parser("sweep", help="a live run while the XY pad sweeps the plane")
+    sweep.add_argument("--minutes", type=float, default=5.0)
+    sweep.add_argument("--bpm", type=float, default=120.0)
+    for model_parser in (tokens, bar, sweep):
+        model_parser.add_argument("--checkpoints", help="checkpoints folder (default: shipped)")
+        model_parser.add_argument("--json", type=Path, help="also write the result here as JSON")
     args = parser.parse_args(argv)
+
+    if args.command in ("tokens", "bar", "sweep"):
+        import bench_models
+
+        result = bench_models.main(args.command, args)
+        print(json.dumps(result, indent=2))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        return 0
 
     if args.command == "rehearse":
         print(format_rehearse(bench_rehearse(args.setlists, args.repeats)))

@@ -70,15 +70,19 @@ def _splitmix64(x: int) -> int:
     return x ^ (x >> 31)
 
 
-def _rng(*keys: int) -> random.Random:
-    """A generator seeded from integers only (never `hash()`, which varies per process)."""
+def mix_seed(*keys: int) -> int:
+    """One 64-bit seed from integers only (never `hash()`, which varies per process)."""
     state = 0
     for key in keys:
         state = _splitmix64(state ^ (key & _MASK64))
-    return random.Random(state)
+    return state
 
 
-def _interpolate(table: tuple[tuple[float, float], ...], x: float) -> float:
+def _rng(*keys: int) -> random.Random:
+    return random.Random(mix_seed(*keys))
+
+
+def interpolate(table: tuple[tuple[float, float], ...], x: float) -> float:
     """Piecewise-linear lookup in a table of (x, y) rows sorted by x; clamps at both ends."""
     if x <= table[0][0]:
         return table[0][1]
@@ -88,7 +92,7 @@ def _interpolate(table: tuple[tuple[float, float], ...], x: float) -> float:
     return table[-1][1]
 
 
-def _clamp(value: float, low: float, high: float) -> float:
+def clamp(value: float, low: float, high: float) -> float:
     return max(low, min(high, value))
 
 
@@ -371,7 +375,7 @@ def _contour(rng: random.Random, length: int) -> tuple[int, ...]:
 
 def make_motif(rng: random.Random, meter: Meter, steps_per_beat: int, energy: float) -> Motif:
     """A fresh motif: a rhythm as busy as the energy asks, and a contour to sing it with."""
-    odds = tuple(_interpolate(table, energy) for table in MELODY_ODDS)
+    odds = tuple(interpolate(table, energy) for table in MELODY_ODDS)
     onsets = _onsets(rng, meter, steps_per_beat, odds)
     return Motif(onsets, _contour(rng, max(len(onsets) - 1, 1)))
 
@@ -499,7 +503,7 @@ class RuleComposer:
     def _plan(self, request: BarRequest) -> _Bar:
         position = phrase_position(self.seed, request.index)
         mode = mode_for_valence(request.valence)
-        energy = _clamp(request.arousal + DENSITY_REACH * (2 * request.density - 1), -1.0, 1.0)
+        energy = clamp(request.arousal + DENSITY_REACH * (2 * request.density - 1), -1.0, 1.0)
         feel = next(f for threshold, f in FEELS if energy >= threshold)
         degree = progression_chord(self.seed, mode, position, position.bar)
         chord = colour_chord(
@@ -533,10 +537,10 @@ class RuleComposer:
         return self._phrases[phrase]
 
     def _velocity(self, bar: _Bar, part: Part, weight: int, nudge: float = 0) -> int:
-        base = _interpolate(VELOCITY_BY_AROUSAL, bar.request.arousal)
-        gain = _interpolate(GAIN_BY_INTENSITY, bar.request.intensity)
+        base = interpolate(VELOCITY_BY_AROUSAL, bar.request.arousal)
+        gain = interpolate(GAIN_BY_INTENSITY, bar.request.intensity)
         raw = (base + PART_VELOCITY[part] + ACCENT_BY_WEIGHT[weight] + nudge) * gain
-        return int(_clamp(round(raw), 1, 127))
+        return int(clamp(round(raw), 1, 127))
 
     @staticmethod
     def _lengths(onsets: tuple[float, ...], bar_beats: float, share: float) -> list[float]:
@@ -572,7 +576,7 @@ class RuleComposer:
         motif = VARIATIONS[variation](self._motif(bar, memory), rng, bar.meter)
 
         tonic, mode = bar.tonic, bar.mode
-        center = round(_interpolate(MELODY_CENTER_BY_AROUSAL, bar.request.arousal))
+        center = round(interpolate(MELODY_CENTER_BY_AROUSAL, bar.request.arousal))
         low = nearest_degree(tonic, mode, center - MELODY_REACH)
         high = nearest_degree(tonic, mode, center + MELODY_REACH)
         scale = scale_pitch_classes(tonic, mode)
@@ -596,14 +600,14 @@ class RuleComposer:
         if motif.cadence:
             degrees[-1] = _nearest_in(degrees[-1], {bar.chord.root % 7})
 
-        share = _interpolate(ARTICULATION_BY_AROUSAL, bar.request.arousal)
+        share = interpolate(ARTICULATION_BY_AROUSAL, bar.request.arousal)
         lengths = self._lengths(motif.onsets, bar.beats, share)
         if motif.cadence:
             lengths[-1] = (bar.beats - motif.onsets[-1]) * max(share, 0.9)
         humanize = _rng(self.seed, _Purpose.HUMANIZE, bar.request.index)
         notes = [
             Note(
-                pitch=int(_clamp(degree_pitch(tonic, mode, degree), 0, 127)),
+                pitch=int(clamp(degree_pitch(tonic, mode, degree), 0, 127)),
                 start_beats=onset,
                 duration_beats=length,
                 velocity=self._velocity(
@@ -622,7 +626,7 @@ class RuleComposer:
         Every chord tone is tried as the lowest voice; the pick moves least from the previous
         chord of the phrase (voice leading), or sits nearest the centre when the phrase starts.
         """
-        center = _interpolate(CHORD_CENTER_BY_AROUSAL, bar.request.arousal)
+        center = interpolate(CHORD_CENTER_BY_AROUSAL, bar.request.arousal)
         tones = bar.chord.tones(bar.tonic)
         lowest_choices = (
             low for low in range(round(center) - 10, round(center) + 3) if low % 12 in tones
@@ -643,11 +647,11 @@ class RuleComposer:
     def _chords(self, bar: _Bar, voicing: tuple[int, ...]) -> list[Note]:
         rng = _rng(self.seed, *bar.keys(_Purpose.CHORD_RHYTHM, bar.meter.beats))
         onsets = _onsets(rng, bar.meter, bar.feel.chord_steps_per_beat, bar.feel.chord_odds)
-        share = _interpolate(PAD_ARTICULATION_BY_AROUSAL, bar.request.arousal)
+        share = interpolate(PAD_ARTICULATION_BY_AROUSAL, bar.request.arousal)
         lengths = self._lengths(onsets, bar.beats, share)
         return [
             Note(
-                pitch=int(_clamp(p, 0, 127)),
+                pitch=int(clamp(p, 0, 127)),
                 start_beats=onset,
                 duration_beats=length,
                 velocity=self._velocity(bar, Part.CHORDS, metric_weight(bar.meter, onset)),
@@ -659,15 +663,15 @@ class RuleComposer:
     # --- bass ---
 
     def _bass(self, bar: _Bar) -> list[Note]:
-        center = _interpolate(BASS_CENTER_BY_AROUSAL, bar.request.arousal)
-        root = _place(bar.chord.root_pitch_class(bar.tonic), center)
+        center = interpolate(BASS_CENTER_BY_AROUSAL, bar.request.arousal)
+        root = place(bar.chord.root_pitch_class(bar.tonic), center)
         line = BASS_STYLES[bar.feel.bass_style](self, bar, root)
-        share = _interpolate(ARTICULATION_BY_AROUSAL, bar.request.arousal)
+        share = interpolate(ARTICULATION_BY_AROUSAL, bar.request.arousal)
         onsets = tuple(t for t, _ in line)
         lengths = self._lengths(onsets, bar.beats, share)
         return [
             Note(
-                pitch=int(_clamp(p, 0, 127)),
+                pitch=int(clamp(p, 0, 127)),
                 start_beats=t,
                 duration_beats=length,
                 velocity=self._velocity(bar, Part.BASS, metric_weight(bar.meter, t)),
@@ -720,7 +724,7 @@ class RuleComposer:
 
     def _approach(self, bar: _Bar, root: int) -> int:
         """A scale step above or below the next chord's root, whichever sits nearer this root."""
-        target = _place(bar.next_chord.root_pitch_class(bar.tonic), root)
+        target = place(bar.next_chord.root_pitch_class(bar.tonic), root)
         degree = nearest_degree(bar.tonic, bar.mode, target)
         options = (degree_pitch(bar.tonic, bar.mode, degree + s) for s in (-1, 1))
         return min(options, key=lambda p: (abs(p - root), p))
@@ -824,7 +828,7 @@ DRUM_STYLES: dict[str, Callable[[RuleComposer, _Bar], list[tuple[float, int, flo
 # --- small pitch helpers --------------------------------------------------------------------------
 
 
-def _place(pitch_class: int, center: float) -> int:
+def place(pitch_class: int, center: float) -> int:
     """The pitch of `pitch_class` nearest `center` (within a tritone below to a fifth above)."""
     low = math.floor(center) - 6
     return low + (pitch_class - low) % 12

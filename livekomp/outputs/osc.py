@@ -11,8 +11,9 @@ costs a few small datagrams a second, never a flood. Addresses (`FEEDBACK_PREFIX
     /livekomp/fb/bar i          /livekomp/fb/beat i        (1-based; the master's when following)
     /livekomp/fb/playing i      (1 playing, 0 stopped)
     /livekomp/fb/scene s        /livekomp/fb/line s        (the last scene, the line being spoken)
-    /livekomp/fb/composer/fresh i   /livekomp/fb/composer/fallbacks i
-    /livekomp/fb/composer/buffer f  (buffer fill 0..1, when the composer keeps a buffer)
+    /livekomp/fb/composer/fresh i   /livekomp/fb/composer/buffered i
+    /livekomp/fb/composer/fallbacks i   (bars: fresh from the model, from the buffer, rules)
+    /livekomp/fb/composer/buffer f  (phrase buffer fill 0..1, when the composer keeps one)
     /livekomp/xy ff             (the mood's target, 0..1 each: the XY pad follows)
 
 The last one goes to the address the TouchOSC preset listens to, so the pad moves when the mood
@@ -58,6 +59,7 @@ class FeedbackSnapshot:
     scene: str | None = None
     line: str | None = None
     composer_fresh: int = 0
+    composer_buffered: int = 0
     composer_fallbacks: int = 0
     composer_buffer: float | None = None  # 0..1
 
@@ -71,6 +73,7 @@ class FeedbackSnapshot:
             f"{FEEDBACK_PREFIX}/tempo": self.tempo_bpm,
             f"{FEEDBACK_PREFIX}/playing": int(self.playing),
             f"{FEEDBACK_PREFIX}/composer/fresh": self.composer_fresh,
+            f"{FEEDBACK_PREFIX}/composer/buffered": self.composer_buffered,
             f"{FEEDBACK_PREFIX}/composer/fallbacks": self.composer_fallbacks,
             XY_ADDRESS: ((self.target_valence + 1) / 2, (self.target_arousal + 1) / 2),
         }

@@ -66,7 +66,9 @@ def hanging_notes(events):
 
 def test_a_valence_change_over_osc_is_heard_on_the_next_bars(serve_factory, midi_dump, tmp_path):
     dump = midi_dump()
-    serve = serve_factory("--bpm", "120", "--key", "D", "--seed", "3")
+    # The rule-based composer, whose modes follow valence bar for bar; the neural composer's
+    # live path has its own test below.
+    serve = serve_factory("--bpm", "120", "--key", "D", "--seed", "3", "--composer", "rules")
     connect(serve.port_label(), dump.port)
     serve.wait_for("listening for OSC")
     oscsend(serve.osc_port, "/livekomp/xy", "ff", 0.05, 0.6)  # sad, a little excited
@@ -214,3 +216,33 @@ def test_even_a_killed_server_leaves_no_note_hanging(serve_factory, midi_dump):
     assert hanging_notes(events[: last_tick + 1])  # notes were sounding when the server died
     assert not hanging_notes(events)  # and the sender released every one
     assert bytes([0xFC]) in [data for _, data in events[-12:]]
+
+
+def test_the_neural_composer_plays_live_while_the_pad_sweeps(serve_factory, midi_dump):
+    """The shipped checkpoints load, warm up, and compose off the trio thread; every bar sounds."""
+    dump = midi_dump()
+    serve = serve_factory("--bpm", "140", "--composer", "neural")
+    connect(serve.port_label(), dump.port)
+    serve.wait_for("listening for OSC", timeout_s=60.0)  # torch import and warm-up come first
+    assert "neural composer ready" in serve.log()
+    for i in range(12):
+        oscsend(serve.osc_port, "/livekomp/xy", "ff", (i % 4) / 3, ((i * 7) % 5) / 4)
+        time.sleep(0.5)
+    assert serve.stop(signal.SIGTERM) == 0
+    time.sleep(0.3)
+    events = dump.events()
+    summary = json.loads(serve.summary_path.read_text())
+    composer = summary["composer"]
+    assert composer["primary"] == "neural", composer.get("neural_unavailable")
+    outcomes = composer["outcomes"]
+    assert outcomes.get("fresh", 0) >= 1
+    assert sum(outcomes.get(k, 0) for k in ("fresh", "buffered", "fallback")) == len(
+        summary["bars"]
+    )
+    bars_heard = {
+        int(beat // 4)
+        for beat, _, data in split_by_beat(events)
+        if data[0] & 0xF0 == 0x90 and data[2] > 0
+    }
+    assert bars_heard >= set(range(len(summary["bars"]) - 1))  # no bar without music
+    assert not hanging_notes(events)

@@ -1,0 +1,1 @@
+"""Small neural models: melody transformer, harmony and groove predictors, their checkpoints."""

@@ -1,0 +1,491 @@
+"""The neural composer: melody transformer, harmony and groove predictors, one bar at a time.
+
+For each bar it (1) continues the melody that was actually played with the transformer, in the
+bar's mood, until the model steps over the bar line; (2) asks the harmony predictor for the chord
+under each half of that melody, given the chord before; (3) asks the groove predictor where the
+accompaniment starts notes and how long (hence how stressed) each is; then voices the chords and
+the bass on that groove. Drums have no training data in the corpus and come from the rule-based
+composer.
+
+`compose_bar` only reads the composer's memory; `accept` writes the bar that was really played
+(fresh, buffered or the rules'), so a late or abandoned request never bends the melody's history.
+Sampling is seeded from the set's seed and the bar index (NumPy, whichever runtime runs the
+trunk), so a rehearsal renders the same notes every time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from livekomp.models import checkpoint, tokens
+from livekomp.models.groove import STEPS, STEPS_PER_QUARTER, GroovePredictor
+from livekomp.models.harmony import (
+    NO_CHORD,
+    HarmonyPredictor,
+    chord_pitch_classes,
+    chord_root_quality,
+    chord_symbol,
+    melody_features,
+)
+from livekomp.models.melody import MelodyTransformer
+from livekomp.models.runtime import Heads, OnnxTrunk, TorchTrunk, Trunk, pick_device
+from livekomp.music.phrase import BarRequest, ComposedBar, Note, Part
+from livekomp.music.rules import (
+    ARTICULATION_BY_AROUSAL,
+    BASS_CENTER_BY_AROUSAL,
+    CHORD_CENTER_BY_AROUSAL,
+    GAIN_BY_INTENSITY,
+    PAD_ARTICULATION_BY_AROUSAL,
+    PART_VELOCITY,
+    VELOCITY_BY_AROUSAL,
+    RuleComposer,
+    clamp,
+    interpolate,
+    mix_seed,
+    place,
+)
+
+log = logging.getLogger("livekomp.composer")
+
+TPQ = tokens.TICKS_PER_QUARTER
+MAX_NOTES_PER_BAR = 24
+ACCENT_VELOCITY = 5.0  # velocity per unit of agogic accent (log2 sixteenths) above the bar's mean
+DENSITY_LOGIT_REACH = 2.0  # the density control's pull on groove onset logits at its ends
+
+
+@dataclass(frozen=True)
+class Sampling:
+    temperature: float = 0.9
+    top_p: float = 0.95
+    chord_temperature: float = 0.6
+
+
+@dataclass
+class _Memory:
+    """What was played: melody steps with their moods, the last chord, the last groove."""
+
+    steps: list[tokens.Step] = field(default_factory=list)
+    moods: list[tuple[float, float]] = field(default_factory=list)
+    last_note_bar: int | None = None
+    chord: int = NO_CHORD
+    groove: list[float] = field(default_factory=lambda: [0.0] * STEPS)
+    voicing: tuple[int, ...] = ()
+
+
+def _sample(logits: np.ndarray, rng: np.random.Generator, temperature: float, top_p: float) -> int:
+    """Nucleus sampling from logits; -inf entries are never drawn."""
+    scaled = logits.astype(np.float64) / max(temperature, 1e-6)
+    scaled -= scaled.max()
+    probs = np.exp(scaled)
+    probs /= probs.sum()
+    order = np.argsort(-probs, kind="stable")
+    cumulative = np.cumsum(probs[order])
+    keep = order[: int(np.searchsorted(cumulative, top_p)) + 1]
+    kept = probs[keep] / probs[keep].sum()
+    return int(keep[rng.choice(len(keep), p=kept)])
+
+
+class MelodyWriter:
+    """Writes one bar of melody with the transformer, with the cache or by full recompute."""
+
+    def __init__(self, model: MelodyTransformer, trunk: Trunk, sampling: Sampling) -> None:
+        self.config = model.config
+        self.trunk = trunk
+        self.heads = Heads(model)
+        self.sampling = sampling
+
+    def context(
+        self, memory: _Memory, mood: tuple[float, float]
+    ) -> tuple[list[tokens.Step], list[tuple[float, float]]]:
+        """START plus the latest played notes, leaving room for a bar; each step carries the
+        mood of the note after it (the last one, this bar's mood)."""
+        keep = self.config.context - 1 - MAX_NOTES_PER_BAR
+        steps = [tokens.START, *memory.steps[-keep:]] if keep > 0 else [tokens.START]
+        moods = [*memory.moods[-keep:], mood][-len(steps) :] if memory.steps else [mood]
+        return steps, moods
+
+    def write(
+        self,
+        memory: _Memory,
+        request: BarRequest,
+        rng: np.random.Generator,
+        *,
+        recompute: bool = False,
+    ) -> list[tokens.Step]:
+        bar_ticks = request.beats_per_bar * TPQ
+        mood = (request.valence, request.arousal)
+        metre = tokens.metre_index(bar_ticks)
+        steps, moods = self.context(memory, mood)
+        if memory.last_note_bar is None:
+            first_advance = 0
+        else:
+            first_advance = max(1, min(tokens.MAX_ADVANCE, request.index - memory.last_note_bar))
+
+        def run(new: list[tokens.Step], new_moods: list[tuple[float, float]], cache):
+            array = np.array([[[s.position, s.pitch, s.duration] for s in new]], dtype=np.int64)
+            mood_array = np.array([new_moods], dtype=np.float32)
+            return self.trunk(array, mood_array, metre, cache)
+
+        hidden, cache = run(steps, moods, self.trunk.empty())
+        written: list[tokens.Step] = []
+        last_onset = -1
+        while len(written) < min(MAX_NOTES_PER_BAR, bar_ticks):
+            logits = self.heads.position(hidden[-1])
+            allowed = np.full(tokens.POSITION_VOCAB, False)
+            if written:
+                allowed[last_onset + 1 : bar_ticks] = True  # later in this bar
+                allowed[tokens.POSITIONS : tokens.POSITION_START] = True  # over the bar line: stop
+            else:
+                base = first_advance * tokens.POSITIONS
+                allowed[base : base + bar_ticks] = True
+            logits = np.where(allowed, logits, -np.inf)
+            position = _sample(logits, rng, self.sampling.temperature, self.sampling.top_p)
+            advance, onset = tokens.split_position(position)
+            if written and advance > 0:
+                break
+            pitch_logits = self.heads.pitch(hidden[-1], position)
+            pitch_logits[tokens.PITCH_START] = -np.inf
+            pitch = _sample(pitch_logits, rng, self.sampling.temperature, self.sampling.top_p)
+            duration_logits = self.heads.duration(hidden[-1], position, pitch)
+            duration_logits[tokens.DURATION_START] = -np.inf
+            duration = _sample(duration_logits, rng, self.sampling.temperature, self.sampling.top_p)
+            step = tokens.Step(position, pitch, duration)
+            written.append(step)
+            last_onset = onset
+            steps.append(step)
+            moods.append(mood)
+            if recompute:
+                hidden, _ = run(steps, moods, self.trunk.empty())
+            else:
+                hidden, cache = run([step], [mood], cache)
+        return written
+
+
+def _notes_from_steps(
+    steps: list[tokens.Step], tonic: int, bar_ticks: int
+) -> list[tuple[int, int, int]]:
+    """(onset_ticks, midi_pitch, duration_ticks) of a bar's steps, monophonic, inside the bar."""
+    rows = []
+    for i, step in enumerate(steps):
+        onset = tokens.split_position(step.position)[1]
+        end = tokens.split_position(steps[i + 1].position)[1] if i + 1 < len(steps) else bar_ticks
+        duration = min(tokens.DURATION_TICKS[step.duration], end - onset)
+        rows.append((onset, tokens.pitch_of(step.pitch, tonic), max(1, duration)))
+    return rows
+
+
+def _velocity(request: BarRequest, part: Part, accent: float = 0.0) -> int:
+    base = interpolate(VELOCITY_BY_AROUSAL, request.arousal)
+    gain = interpolate(GAIN_BY_INTENSITY, request.intensity)
+    raw = (base + PART_VELOCITY[part] + ACCENT_VELOCITY * accent) * gain
+    return int(clamp(round(raw), 1, 127))
+
+
+class NeuralComposer:
+    """Composes bars with the three trained models; see the module docstring."""
+
+    name = "neural"
+
+    def __init__(
+        self,
+        melody: MelodyTransformer,
+        harmony: HarmonyPredictor,
+        groove: GroovePredictor,
+        trunk: Trunk,
+        seed: int,
+        sampling: Sampling | None = None,
+    ) -> None:
+        self.seed = seed
+        self.sampling = sampling or Sampling()
+        self.writer = MelodyWriter(melody, trunk, self.sampling)
+        self.harmony = harmony.cpu().eval()
+        self.groove = groove.cpu().eval()
+        self.runtime = trunk.name
+        self.drums = RuleComposer(seed)
+        self._memory = _Memory()
+        self._lock = threading.Lock()
+
+    def warm_up(self) -> None:
+        """One bar through every model, so the first real request pays no first-call costs."""
+        self.compose_bar(BarRequest(index=0, beats_per_bar=4, tonic=0, valence=0.0, arousal=0.0))
+
+    # --- the composer protocol ---
+
+    def compose_bar(self, request: BarRequest, *, recompute: bool = False) -> ComposedBar:
+        with self._lock:
+            memory = _Memory(
+                list(self._memory.steps),
+                list(self._memory.moods),
+                self._memory.last_note_bar,
+                self._memory.chord,
+                list(self._memory.groove),
+                self._memory.voicing,
+            )
+        rng = np.random.default_rng(mix_seed(self.seed, request.index, 0x6E657572))
+        bar_ticks = request.beats_per_bar * TPQ
+        tonic = request.tonic % 12
+        steps = self.writer.write(memory, request, rng, recompute=recompute)
+        melody_rows = _notes_from_steps(steps, tonic, bar_ticks)
+        chords = self._chords(melody_rows, memory.chord, request, rng)
+        onsets, accents = self._groove(memory.groove, request, rng)
+        voicing = self._voicing(chords[0], memory.voicing, request)
+        parts = {
+            Part.MELODY: self._melody(melody_rows, request),
+            Part.CHORDS: self._comp(chords, onsets, accents, voicing, memory.voicing, request),
+            Part.BASS: self._bass(chords, onsets, accents, request),
+            Part.DRUMS: self.drums.compose_bar(request).parts[Part.DRUMS],
+        }
+        symbols = [chord_symbol(c) for c in chords]
+        return ComposedBar(
+            index=request.index,
+            beats_per_bar=request.beats_per_bar,
+            parts={part: tuple(notes) for part, notes in parts.items()},
+            composer=self.name,
+            mode="major" if request.valence >= 0 else "minor",
+            chord=symbols[0] if symbols[0] == symbols[-1] else "/".join(symbols),
+            info={
+                "runtime": self.runtime,
+                "steps": [[s.position, s.pitch, s.duration] for s in steps],
+                "chords": chords,
+                "groove": [i for i, on in enumerate(onsets) if on],
+                "valence": request.valence,
+                "arousal": request.arousal,
+            },
+        )
+
+    def accept(self, request: BarRequest, bar: ComposedBar) -> None:
+        """Remember the bar that was played, whoever composed it."""
+        bar_ticks = request.beats_per_bar * TPQ
+        with self._lock:
+            memory = self._memory
+            mood = (request.valence, request.arousal)
+            for note in sorted(bar.parts.get(Part.MELODY, ()), key=lambda n: n.start_beats):
+                onset = min(round(note.start_beats * TPQ), bar_ticks - 1)
+                if memory.last_note_bar is None:
+                    advance = 0
+                else:
+                    advance = request.index - memory.last_note_bar
+                memory.steps.append(
+                    tokens.Step(
+                        tokens.position_index(advance, onset),
+                        tokens.pitch_index(note.pitch - tokens.TONIC_MIDI - request.tonic % 12),
+                        tokens.duration_index(round(note.duration_beats * TPQ)),
+                    )
+                )
+                memory.moods.append(mood)
+                memory.last_note_bar = request.index
+            del memory.steps[: -self.writer.config.context]
+            del memory.moods[: -self.writer.config.context]
+            chords = bar.info.get("chords") if bar.composer == self.name else None
+            memory.chord = chords[-1] if chords else NO_CHORD
+            groove = [0.0] * STEPS
+            for note in bar.parts.get(Part.CHORDS, ()):
+                step = round(note.start_beats * STEPS_PER_QUARTER)
+                if step < STEPS:
+                    groove[step] = 1.0
+            memory.groove = groove
+            chord_notes = bar.parts.get(Part.CHORDS, ())
+            if chord_notes:
+                last_start = max(n.start_beats for n in chord_notes)
+                memory.voicing = tuple(
+                    sorted(n.pitch for n in chord_notes if n.start_beats == last_start)
+                )
+
+    # --- the parts ---
+
+    def _melody(self, rows: list[tuple[int, int, int]], request: BarRequest) -> list[Note]:
+        if not rows:
+            return []
+        accents = [np.log2(max(d, 1) / 3) for _, _, d in rows]
+        mean = float(np.mean(accents))
+        return [
+            Note(
+                pitch=int(clamp(pitch, 0, 127)),
+                start_beats=onset / TPQ,
+                duration_beats=duration / TPQ,
+                velocity=_velocity(request, Part.MELODY, 0.5 * (accent - mean)),
+            )
+            for (onset, pitch, duration), accent in zip(rows, accents, strict=True)
+        ]
+
+    @torch.inference_mode()
+    def _chords(
+        self,
+        melody: list[tuple[int, int, int]],
+        previous: int,
+        request: BarRequest,
+        rng: np.random.Generator,
+    ) -> list[int]:
+        """One chord class for each half of the bar."""
+        bar_ticks = request.beats_per_bar * TPQ
+        tonic = request.tonic % 12
+        chords = []
+        for half in (0, 1):
+            low, high = half * bar_ticks // 2, (half + 1) * bar_ticks // 2
+            notes = [(pitch, duration) for onset, pitch, duration in melody if low <= onset < high]
+            if not notes and melody:  # a note held over the middle of the bar
+                held = [(p, d) for o, p, d in melody if o < low]
+                notes = held[-1:]
+            features = torch.tensor([melody_features(notes, tonic, half)])
+            mood = torch.tensor([[request.valence, request.arousal]])
+            logits = self.harmony(features, torch.tensor([previous]), mood)[0].numpy()
+            top = np.argsort(-logits)[:4]
+            masked = np.full_like(logits, -np.inf)
+            masked[top] = logits[top]
+            previous = _sample(masked, rng, self.sampling.chord_temperature, 1.0)
+            chords.append(previous)
+        return chords
+
+    @torch.inference_mode()
+    def _groove(
+        self, previous: list[float], request: BarRequest, rng: np.random.Generator
+    ) -> tuple[list[bool], list[float]]:
+        """Accompaniment onsets on the sixteenth grid, and each step's accent."""
+        bar_steps = min(request.beats_per_bar * STEPS_PER_QUARTER, STEPS)
+        metre = tokens.metre_index(request.beats_per_bar * TPQ)
+        logits, accents = self.groove(
+            torch.tensor([[request.valence, request.arousal]]),
+            torch.tensor([metre]),
+            torch.tensor([previous]),
+        )
+        logits = logits[0].numpy() + DENSITY_LOGIT_REACH * (2 * request.density - 1)
+        probabilities = 1 / (1 + np.exp(-logits[:bar_steps]))
+        draws = rng.random(bar_steps)
+        onsets = [bool(d < p) for d, p in zip(draws, probabilities, strict=True)]
+        onsets[0] = True  # the chord is always struck on the downbeat
+        return onsets + [False] * (STEPS - bar_steps), accents[0].numpy().tolist()
+
+    def _voicing(
+        self, chord: int, previous: tuple[int, ...], request: BarRequest
+    ) -> tuple[int, ...]:
+        """Close position near the register's centre, moving least from the last voicing."""
+        center = interpolate(CHORD_CENTER_BY_AROUSAL, request.arousal)
+        tones = chord_pitch_classes(chord, request.tonic % 12)
+        candidates = [
+            tuple(sorted(low + (pc - low) % 12 for pc in tones))
+            for low in range(round(center) - 10, round(center) + 3)
+            if low % 12 in tones
+        ]
+
+        def cost(voicing: tuple[int, ...]) -> float:
+            spread = abs(sum(voicing) / len(voicing) - center)
+            if not previous:
+                return spread
+            return sum(min(abs(p - q) for q in previous) for p in voicing) + spread / 2
+
+        return min(candidates, key=cost)
+
+    def _comp(
+        self,
+        chords: list[int],
+        onsets: list[bool],
+        accents: list[float],
+        first_voicing: tuple[int, ...],
+        previous: tuple[int, ...],
+        request: BarRequest,
+    ) -> list[Note]:
+        bar_steps = request.beats_per_bar * STEPS_PER_QUARTER
+        share = interpolate(PAD_ARTICULATION_BY_AROUSAL, request.arousal)
+        starts = [i for i in range(min(bar_steps, STEPS)) if onsets[i]]
+        half_step = bar_steps // 2
+        if chords[1] != chords[0] and half_step not in starts:
+            starts = sorted([*starts, half_step])  # a new chord is struck where it begins
+        second = self._voicing(chords[1], first_voicing, request)
+        mean = float(np.mean([accents[i] for i in starts]))
+        notes = []
+        for n, start in enumerate(starts):
+            end = starts[n + 1] if n + 1 < len(starts) else bar_steps
+            voicing = first_voicing if start < half_step else second
+            velocity = _velocity(request, Part.CHORDS, accents[start] - mean)
+            for pitch in voicing:
+                notes.append(
+                    Note(
+                        pitch=int(clamp(pitch, 0, 127)),
+                        start_beats=start / STEPS_PER_QUARTER,
+                        duration_beats=(end - start) * share / STEPS_PER_QUARTER,
+                        velocity=velocity,
+                    )
+                )
+        return notes
+
+    def _bass(
+        self, chords: list[int], onsets: list[bool], accents: list[float], request: BarRequest
+    ) -> list[Note]:
+        """The root of each half bar's chord on the groove's onsets that fall on a beat (every
+        eighth when excited), the fifth on the off-beats of an excited bar."""
+        bar_steps = request.beats_per_bar * STEPS_PER_QUARTER
+        half_step = bar_steps // 2
+        grid = 2 if request.arousal > 0.4 else STEPS_PER_QUARTER
+        starts = [i for i in range(0, min(bar_steps, STEPS), grid) if onsets[i]]
+        if chords[1] != chords[0] and half_step not in starts:
+            starts = sorted([*starts, half_step])
+        center = interpolate(BASS_CENTER_BY_AROUSAL, request.arousal)
+        share = interpolate(ARTICULATION_BY_AROUSAL, request.arousal)
+        mean = float(np.mean([accents[i] for i in starts]))
+        notes = []
+        for n, start in enumerate(starts):
+            end = starts[n + 1] if n + 1 < len(starts) else bar_steps
+            chord = chords[0] if start < half_step else chords[1]
+            root, _quality = chord_root_quality(chord)
+            interval = 7 if (request.arousal > 0.4 and start % STEPS_PER_QUARTER) else 0
+            pitch = place((request.tonic + root + interval) % 12, center)
+            notes.append(
+                Note(
+                    pitch=int(clamp(pitch, 0, 127)),
+                    start_beats=start / STEPS_PER_QUARTER,
+                    duration_beats=(end - start) * share / STEPS_PER_QUARTER,
+                    velocity=_velocity(request, Part.BASS, accents[start] - mean),
+                )
+            )
+        return notes
+
+
+def onnx_path(directory: Path) -> Path:
+    """Where the melody trunk's ONNX export lives: beside the checkpoint when that folder is
+    writable, else in the user's cache; named by the weights' hash, so new weights export anew."""
+    sha = checkpoint.read_description("melody", directory)["sha256"][:16]
+    name = f"melody-{sha}.onnx"
+    beside = directory / "onnx"
+    try:
+        beside.mkdir(exist_ok=True)
+        probe = beside / ".writable"
+        probe.touch()
+        probe.unlink()
+        return beside / name
+    except OSError:
+        return Path.home() / ".cache" / "livekomp" / "onnx" / name
+
+
+def load_neural(
+    seed: int,
+    directory: Path = checkpoint.DEFAULT_DIR,
+    *,
+    device: str = "auto",
+    runtime: str = "torch",
+    quantize: bool = False,
+    threads: int = 1,
+) -> NeuralComposer:
+    """Load the three checkpoints and warm them up; raises CheckpointError or RuntimeUnavailable."""
+    started = time.perf_counter()
+    torch.set_num_threads(threads)
+    chosen = pick_device(device)
+    melody = checkpoint.load("melody", directory)
+    harmony = checkpoint.load("harmony", directory)
+    groove = checkpoint.load("groove", directory)
+    if runtime == "onnx":
+        trunk: Trunk = OnnxTrunk(melody, onnx_path(directory), threads=threads)
+    else:
+        trunk = TorchTrunk(melody, chosen, quantize=quantize)
+    composer = NeuralComposer(melody, harmony, groove, trunk, seed)
+    composer.warm_up()
+    log.info(
+        "neural composer ready (%s) in %.0f ms", trunk.name, (time.perf_counter() - started) * 1e3
+    )
+    return composer

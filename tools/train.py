@@ -1,0 +1,417 @@
+"""Train livekomp's three models on the cached corpus and write `checkpoints/`.
+
+    python tools/build_dataset.py                # once: parse the music21 corpus (cache/dataset)
+    python tools/train.py [--models melody,harmony,groove] [--melody-minutes 30] [--resume]
+
+Everything is seeded. Training state is saved to `cache/train/KIND.pt` every few minutes and at
+the end of each epoch, so `--resume` carries on after an interruption. Each model is evaluated on
+the held-out works (valid during training, test at the end) against a simple baseline, and the
+figures go into the checkpoint's JSON and `checkpoints/metrics.json` for the model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from livekomp.models import checkpoint, data, tokens  # noqa: E402
+from livekomp.models.groove import GrooveConfig, GroovePredictor, step_mask  # noqa: E402
+from livekomp.models.harmony import CHORD_CLASSES, HarmonyConfig, HarmonyPredictor  # noqa: E402
+from livekomp.models.melody import FIELDS, MelodyConfig, MelodyTransformer  # noqa: E402
+
+SEED = 1234
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def batches(n: int, size: int, generator: torch.Generator) -> list[torch.Tensor]:
+    return list(torch.randperm(n, generator=generator).split(size))
+
+
+class Resumable:
+    """Saves and restores a training run's state under cache/train."""
+
+    def __init__(self, kind: str, directory: Path) -> None:
+        self.path = directory / f"{kind}.pt"
+        directory.mkdir(parents=True, exist_ok=True)
+
+    def load(self) -> dict | None:
+        if not self.path.is_file():
+            return None
+        return torch.load(self.path, weights_only=False)
+
+    def save(self, state: dict) -> None:
+        temporary = self.path.with_suffix(".tmp")
+        torch.save(state, temporary)
+        temporary.replace(self.path)
+
+
+# ---------------------------------------------------------------- melody
+
+
+class FieldNgram:
+    """Interpolated trigram over one field's own history (the melody baseline)."""
+
+    WEIGHTS = (0.05, 0.15, 0.3, 0.5)  # uniform, unigram, bigram, trigram
+
+    def __init__(self, vocab: int) -> None:
+        self.vocab = vocab
+        self.counts: list[defaultdict] = [defaultdict(Counter) for _ in range(3)]
+
+    def fit(self, sequences: list[list[int]]) -> FieldNgram:
+        for seq in sequences:
+            for i, token in enumerate(seq):
+                for order in range(3):
+                    if i >= order:
+                        self.counts[order][tuple(seq[i - order : i])][token] += 1
+        return self
+
+    def probability(self, history: tuple[int, ...], token: int) -> float:
+        p = self.WEIGHTS[0] / self.vocab
+        for order in range(3):
+            if len(history) < order:
+                continue
+            context = history[len(history) - order :] if order else ()
+            counter = self.counts[order].get(context)
+            if counter:
+                p += self.WEIGHTS[order + 1] * counter[token] / sum(counter.values())
+            else:
+                p += self.WEIGHTS[order + 1] / self.vocab
+        return p
+
+    def predict(self, history: tuple[int, ...]) -> int:
+        for order in (2, 1, 0):
+            if len(history) >= order:
+                counter = self.counts[order].get(history[len(history) - order :] if order else ())
+                if counter:
+                    return counter.most_common(1)[0][0]
+        return 0
+
+
+def field_sequences(examples: data.MelodyExamples, field: int) -> list[list[int]]:
+    rows = examples.steps[:, :, field].tolist()
+    return [[t for t in row if t >= 0] for row in rows]
+
+
+def ngram_baseline(train: data.MelodyExamples, test: data.MelodyExamples) -> dict:
+    results = {}
+    vocabs = (tokens.POSITION_VOCAB, tokens.PITCH_VOCAB, tokens.DURATION_VOCAB)
+    for field, (name, vocab) in enumerate(zip(FIELDS, vocabs, strict=True)):
+        model = FieldNgram(vocab).fit(field_sequences(train, field))
+        nll, correct, count = 0.0, 0, 0
+        for seq in field_sequences(test, field):
+            for i in range(1, len(seq)):
+                history = tuple(seq[max(0, i - 2) : i])
+                nll -= math.log(model.probability(history, seq[i]))
+                correct += model.predict(history) == seq[i]
+                count += 1
+        results[name] = {"nll": nll / count, "accuracy": correct / count}
+    return results
+
+
+@torch.no_grad()
+def evaluate_melody(
+    model: MelodyTransformer, examples: data.MelodyExamples, size: int = 128
+) -> dict:
+    model.eval()
+    totals = {name: [0.0, 0, 0] for name in FIELDS}  # nll sum, correct, count
+    for start in range(0, len(examples), size):
+        steps = examples.steps[start : start + size]
+        mood = examples.mood[start : start + size]
+        metre = examples.metre[start : start + size]
+        inputs, targets = steps[:, :-1].clamp_min(0), steps[:, 1:]
+        past_k, past_v = model.empty_cache(steps.shape[0])
+        hidden, _, _ = model.trunk(inputs, mood[:, 1:], metre, past_k, past_v)
+        logits = model.heads(hidden, targets[..., 0].clamp_min(0), targets[..., 1].clamp_min(0))
+        for i, (name, field_logits) in enumerate(zip(FIELDS, logits, strict=True)):
+            target = targets[..., i]
+            valid = target >= 0
+            nll = F.cross_entropy(field_logits[valid], target[valid], reduction="sum")
+            totals[name][0] += nll.item()
+            totals[name][1] += (field_logits[valid].argmax(-1) == target[valid]).sum().item()
+            totals[name][2] += valid.sum().item()
+    model.train()
+    return {name: {"nll": s / n, "accuracy": c / n} for name, (s, c, n) in totals.items()}
+
+
+def train_melody(args, splits, stats, out: Path, state_dir: Path) -> dict:
+    config = MelodyConfig()
+    print("melody: building windows …", flush=True)
+    train = data.melody_examples(splits["train"], stats, config.context)
+    valid = data.melody_examples(splits["valid"], stats, config.context, stride=config.context)
+    test = data.melody_examples(splits["test"], stats, config.context, stride=config.context)
+    print(f"melody: {len(train)} train, {len(valid)} valid, {len(test)} test windows", flush=True)
+    model = MelodyTransformer(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.melody_lr, weight_decay=0.05)
+    saver = Resumable("melody", state_dir)
+    generator = torch.Generator().manual_seed(SEED)
+    epoch, step, seconds, history = 0, 0, 0.0, []
+    saved = saver.load() if args.resume else None
+    if saved:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        epoch, step, seconds, history = (
+            saved["epoch"],
+            saved["step"],
+            saved["seconds"],
+            saved["history"],
+        )
+        generator.set_state(saved["generator"])
+        print(f"melody: resumed at epoch {epoch}, step {step}, {seconds / 60:.1f} min", flush=True)
+    budget_s = args.melody_minutes * 60
+    per_epoch = math.ceil(len(train) / args.batch)
+    total_steps = per_epoch * args.melody_epochs
+    warmup = 200
+
+    def lr_at(s: int) -> float:
+        if s < warmup:
+            return args.melody_lr * (s + 1) / warmup
+        progress = min(1.0, (s - warmup) / max(1, total_steps - warmup))
+        return args.melody_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    model.train()
+    last_save = time.perf_counter()
+    while epoch < args.melody_epochs and seconds < budget_s:
+        bar = tqdm(batches(len(train), args.batch, generator), desc=f"melody epoch {epoch + 1}")
+        started = time.perf_counter()
+        for index in bar:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(step)
+            loss, parts = model(train.steps[index], train.mood[index], train.metre[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            step += 1
+            bar.set_postfix(loss=f"{loss.item():.3f}", pitch=f"{parts['pitch'].item():.3f}")
+            if seconds + time.perf_counter() - started > budget_s:
+                break
+        seconds += time.perf_counter() - started
+        epoch += 1
+        scores = evaluate_melody(model, valid)
+        history.append({"epoch": epoch, "step": step, "minutes": seconds / 60, "valid": scores})
+        print(f"melody epoch {epoch}: valid {json.dumps(scores)}", flush=True)
+        if time.perf_counter() - last_save > 60 or True:
+            saver.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "epoch": epoch,
+                    "step": step,
+                    "seconds": seconds,
+                    "history": history,
+                    "generator": generator.get_state(),
+                }
+            )
+            last_save = time.perf_counter()
+    result = {
+        "train_windows": len(train),
+        "epochs": epoch,
+        "steps": step,
+        "train_minutes": round(seconds / 60, 2),
+        "history": history,
+        "test": evaluate_melody(model, test),
+        "ngram_test": ngram_baseline(train, test),
+    }
+    checkpoint.save(model, "melody", out, {"proxy_stats": stats.as_dict(), "training": result})
+    return result
+
+
+# ---------------------------------------------------------------- harmony
+
+
+def train_harmony(args, splits, stats, out: Path, state_dir: Path) -> dict:
+    train = data.harmony_examples(splits["train"], stats)
+    valid = data.harmony_examples(splits["valid"], stats)
+    test = data.harmony_examples(splits["test"], stats)
+    print(
+        f"harmony: {len(train)} train, {len(valid)} valid, {len(test)} test half bars", flush=True
+    )
+    if min(len(train), len(valid), len(test)) == 0:
+        raise SystemExit("harmony: the dataset holds no chorale in some split; build it in full")
+    model = HarmonyPredictor(HarmonyConfig())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+    generator = torch.Generator().manual_seed(SEED)
+    started = time.perf_counter()
+    best, best_state, history = -1.0, None, []
+
+    @torch.no_grad()
+    def accuracy(examples: data.HarmonyExamples) -> tuple[float, float]:
+        model.eval()
+        logits = model(examples.melody, examples.previous, examples.mood)
+        model.train()
+        nll = F.cross_entropy(logits, examples.target).item()
+        return (logits.argmax(-1) == examples.target).float().mean().item(), nll
+
+    for epoch in tqdm(range(args.harmony_epochs), desc="harmony"):
+        for index in batches(len(train), 128, generator):
+            loss = model.loss(
+                train.melody[index], train.previous[index], train.mood[index], train.target[index]
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        acc, nll = accuracy(valid)
+        history.append({"epoch": epoch + 1, "valid_accuracy": acc, "valid_nll": nll})
+        if acc > best:
+            best, best_state = acc, {k: v.clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)
+    model.eval()
+    # Baseline: the chord most often heard in training under the half bar's first melody note.
+    by_note: dict[int, Counter] = defaultdict(Counter)
+    for note, chord in zip(train.first_note.tolist(), train.target.tolist(), strict=True):
+        by_note[note][chord] += 1
+    overall = Counter(train.target.tolist()).most_common(1)[0][0]
+    guesses = [
+        by_note[n].most_common(1)[0][0] if by_note[n] else overall for n in test.first_note.tolist()
+    ]
+    baseline = sum(g == t for g, t in zip(guesses, test.target.tolist(), strict=True)) / len(test)
+    test_acc, test_nll = accuracy(test)
+    result = {
+        "train_half_bars": len(train),
+        "chord_classes": CHORD_CLASSES,
+        "train_minutes": round((time.perf_counter() - started) / 60, 2),
+        "best_valid_accuracy": best,
+        "test_accuracy": test_acc,
+        "test_nll": test_nll,
+        "baseline_test_accuracy": baseline,
+        "baseline": "most frequent training chord under the half bar's first melody note",
+        "history": history[-5:],
+    }
+    checkpoint.save(model, "harmony", out, {"proxy_stats": stats.as_dict(), "training": result})
+    return result
+
+
+# ---------------------------------------------------------------- groove
+
+
+def train_groove(args, splits, stats, out: Path, state_dir: Path) -> dict:
+    train = data.groove_examples(splits["train"], stats)
+    valid = data.groove_examples(splits["valid"], stats)
+    test = data.groove_examples(splits["test"], stats)
+    print(f"groove: {len(train)} train, {len(valid)} valid, {len(test)} test bars", flush=True)
+    model = GroovePredictor(GrooveConfig())
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
+    generator = torch.Generator().manual_seed(SEED)
+    started = time.perf_counter()
+    history = []
+
+    @torch.no_grad()
+    def scores(examples: data.GrooveExamples) -> dict:
+        model.eval()
+        inside = step_mask(examples.bar_steps)
+        bce, mse = model.loss(
+            examples.mood,
+            examples.metre,
+            examples.previous,
+            examples.onsets,
+            examples.accents,
+            inside,
+        )
+        model.train()
+        return {"onset_bce": bce.item(), "accent_mse": mse.item()}
+
+    for epoch in tqdm(range(args.groove_epochs), desc="groove"):
+        for index in batches(len(train), 256, generator):
+            inside = step_mask(train.bar_steps[index])
+            bce, mse = model.loss(
+                train.mood[index],
+                train.metre[index],
+                train.previous[index],
+                train.onsets[index],
+                train.accents[index],
+                inside,
+            )
+            optimizer.zero_grad(set_to_none=True)
+            (bce + 0.5 * mse).backward()
+            optimizer.step()
+        history.append({"epoch": epoch + 1, "valid": scores(valid)})
+    model.eval()
+    # Baseline: each step's onset rate and mean accent for its metre, ignoring the mood.
+    rate = defaultdict(lambda: torch.zeros(2, train.onsets.shape[1]))
+    for metre in train.metre.unique().tolist():
+        chosen = train.metre == metre
+        onsets = train.onsets[chosen]
+        counts = onsets.sum(0)
+        accent = (train.accents[chosen] * onsets).sum(0) / counts.clamp_min(1)
+        rate[metre] = torch.stack([onsets.mean(0).clamp(1e-3, 1 - 1e-3), accent])
+    base = torch.stack([rate[m] for m in test.metre.tolist()])  # (N, 2, STEPS)
+    inside = step_mask(test.bar_steps)
+    at_onsets = inside & (test.onsets > 0.5)
+    baseline = {
+        "onset_bce": F.binary_cross_entropy(base[:, 0][inside], test.onsets[inside]).item(),
+        "accent_mse": F.mse_loss(base[:, 1][at_onsets], test.accents[at_onsets]).item(),
+    }
+    result = {
+        "train_bars": len(train),
+        "train_minutes": round((time.perf_counter() - started) / 60, 2),
+        "test": scores(test),
+        "baseline_test": baseline,
+        "baseline": "per-metre onset rate and mean accent of each step (no mood, no previous bar)",
+        "history": history[-3:],
+    }
+    checkpoint.save(model, "groove", out, {"proxy_stats": stats.as_dict(), "training": result})
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--dataset", type=Path, default=ROOT / "cache" / "dataset" / "works.jsonl.gz"
+    )
+    parser.add_argument("--out", type=Path, default=ROOT / "checkpoints")
+    parser.add_argument("--state", type=Path, default=ROOT / "cache" / "train")
+    parser.add_argument("--models", default="harmony,groove,melody")
+    parser.add_argument("--resume", action="store_true", help="carry on from cache/train/*.pt")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--melody-epochs", type=int, default=8)
+    parser.add_argument("--melody-minutes", type=float, default=35.0)
+    parser.add_argument("--melody-lr", type=float, default=2e-3)
+    parser.add_argument("--harmony-epochs", type=int, default=60)
+    parser.add_argument("--groove-epochs", type=int, default=12)
+    parser.add_argument("--limit", type=int, help="use only the first N records (a smoke run)")
+    args = parser.parse_args(argv)
+
+    seed_everything(SEED)
+    torch.set_num_threads(args.threads)
+    records = list(data.read_records(args.dataset))
+    if args.limit:
+        records = records[: args.limit]
+    splits = {
+        name: [r for r in records if r["split"] == name] for name in ("train", "valid", "test")
+    }
+    print({name: len(rs) for name, rs in splits.items()}, flush=True)
+    stats = data.fit_proxy_stats(splits["train"])
+    args.out.mkdir(parents=True, exist_ok=True)
+    metrics_path = args.out / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
+    metrics["proxy_stats"] = stats.as_dict()
+    trainers = {"melody": train_melody, "harmony": train_harmony, "groove": train_groove}
+    for kind in args.models.split(","):
+        started = time.perf_counter()
+        metrics[kind] = trainers[kind](args, splits, stats, args.out, args.state)
+        metrics[kind]["wall_minutes"] = round((time.perf_counter() - started) / 60, 2)
+        metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
+        print(f"{kind}: done in {metrics[kind]['wall_minutes']} min", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
