@@ -37,7 +37,11 @@ def test_a_lost_output_is_released_and_reopened_when_it_returns(serve_factory, t
         second = MidiDump(tmp_path / "again", name)  # plugged in again
         try:
             back = serve.wait_for("is back: reopened", timeout_s=10)
-            time.sleep(2.5)
+            deadline = time.monotonic() + 15  # until the music reaches the device again
+            while not any(d[0] & 0xF0 == 0x90 and d[2] for _, d in second.events()):
+                assert time.monotonic() < deadline, "no note reached the returned device"
+                time.sleep(0.1)
+            time.sleep(1.0)
             assert serve.stop() == 0
             time.sleep(0.3)
             events = second.events()
