@@ -4,6 +4,7 @@ import json
 import socket
 from pathlib import Path
 
+import mido
 import pytest
 
 from livekomp.cli import main
@@ -18,6 +19,41 @@ def test_rehearse_writes_the_files(tmp_path, capsys):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["title"] == "Storm waltz" and len(summary["bars"]) == 36
     assert "rehearsed 'Storm waltz': 36 bars" in capsys.readouterr().out
+
+
+def test_generate_is_deterministic_for_a_seed(tmp_path, capsys):
+    def generate(name, seed, *more):
+        out = tmp_path / name
+        flags = ["--valence", "0.6", "--arousal", "-0.2", "--bars", "4", "--seed", str(seed)]
+        assert main(["-q", "generate", *flags, "--out", str(out), "--key", "Eb", *more]) == 0
+        return out.read_bytes()
+
+    a, b, c = generate("a.mid", 3), generate("b.mid", 3), generate("c.mid", 4)
+    assert a == b and a != c
+    midi = mido.MidiFile(tmp_path / "a.mid")
+    assert midi.length == pytest.approx(4 * 4 * 60 / 120, abs=0.05)  # four bars at 120 BPM
+    assert "generated 4 bars" in capsys.readouterr().out
+
+
+def test_generate_with_a_corrupt_checkpoint_says_so_and_plays_the_rules(tmp_path, capsys):
+    from tests.models.conftest import save_tiny
+
+    checkpoints = save_tiny(tmp_path / "checkpoints")
+    (checkpoints / "melody.safetensors").write_bytes(b"not a safetensors file")
+    out = tmp_path / "phrase.mid"
+    flags = ["--valence", "-0.5", "--arousal", "0.5", "--bars", "2", "--out", str(out)]
+    assert main(["-q", "generate", *flags, "--checkpoints", str(checkpoints)]) == 0
+    assert out.stat().st_size > 100
+    printed = capsys.readouterr().out
+    assert "composer: rules — neural unavailable:" in printed
+    assert "melody.safetensors: corrupt" in printed
+
+
+def test_generate_rejects_a_mood_off_the_plane(tmp_path, capsys):
+    flags = ["--valence", "1.5", "--arousal", "0", "--out", str(tmp_path / "x.mid")]
+    assert main(["generate", *flags]) == 2
+    assert "--valence: 1.5 is out of range" in capsys.readouterr().err
+    assert not (tmp_path / "x.mid").exists()
 
 
 def test_a_bad_setlist_is_a_clear_error_and_writes_nothing(tmp_path, capsys):

@@ -2,8 +2,11 @@
 
 import threading
 import time
+from dataclasses import replace
 
-from livekomp.composer import ComposerService
+import trio
+
+from livekomp.composer import ComposerService, PhraseBuffer
 from livekomp.music.phrase import BarRequest, ComposedBar, Note, Part
 
 REQUEST = BarRequest(index=3, beats_per_bar=4, tonic=0, valence=0.5, arousal=0.0)
@@ -54,3 +57,86 @@ async def test_without_a_fallback_the_primary_runs_inline():
     service = ComposerService(primary, in_thread=True)  # nothing to fall back to: no budget
     assert (await service.compose(REQUEST)).composer == "rules"
     assert primary.threads == [threading.current_thread().name]
+
+
+def bar_for(request: BarRequest, name: str) -> ComposedBar:
+    return ComposedBar(request.index, request.beats_per_bar, {Part.MELODY: ()}, name)
+
+
+def test_the_buffer_answers_with_the_nearest_mood_for_the_same_metre_and_key():
+    buffer = PhraseBuffer(depth=2)
+    near = BarRequest(index=40, beats_per_bar=4, tonic=0, valence=0.4, arousal=0.1)
+    far = BarRequest(index=41, beats_per_bar=4, tonic=0, valence=-0.9, arousal=0.9)
+    other_metre = BarRequest(index=42, beats_per_bar=3, tonic=0, valence=0.5, arousal=0.0)
+    for made_for, name in ((near, "near"), (far, "far"), (other_metre, "waltz")):
+        buffer.put(made_for, bar_for(made_for, name))
+    taken = buffer.take(REQUEST)
+    assert taken.composer == "near" and taken.index == REQUEST.index
+    assert taken.info["buffered_for"] == [0.4, 0.1]
+    assert buffer.take(REQUEST).composer == "far"  # the nearest left
+    assert buffer.take(REQUEST) is None  # the 3/4 bar never plays in 4/4
+    assert len(buffer) == 1
+
+
+def test_the_buffer_keeps_a_few_bars_per_mood_and_forgets_the_oldest_moods():
+    buffer = PhraseBuffer(depth=2, cells=2)
+    for valence in (-0.5, 0.0, 0.5):
+        request = BarRequest(index=0, beats_per_bar=4, tonic=0, valence=valence, arousal=0.0)
+        assert buffer.wants(request)
+        buffer.put(request, bar_for(request, "a"))
+        buffer.put(request, bar_for(request, "b"))
+        assert not buffer.wants(request)
+    assert len(buffer) == 4  # two moods of two bars; the first mood was dropped
+    gone = BarRequest(index=0, beats_per_bar=4, tonic=0, valence=-0.5, arousal=0.0)
+    assert buffer.wants(gone)
+
+
+async def test_a_late_primary_gives_way_to_a_buffered_bar_before_the_rules():
+    release = threading.Event()
+
+    class Stuck(Named):
+        def compose_bar(self, request: BarRequest) -> ComposedBar:
+            release.wait(10.0)
+            return super().compose_bar(request)
+
+    buffer = PhraseBuffer()
+    ahead = BarRequest(index=9, beats_per_bar=4, tonic=0, valence=0.5, arousal=0.1)
+    buffer.put(ahead, bar_for(ahead, "buffered model"))
+    service = ComposerService(
+        Stuck("model"), Named("rules"), budget_s=0.05, in_thread=True, buffer=buffer
+    )
+    first = await service.compose(REQUEST)
+    second = await service.compose(REQUEST)
+    release.set()
+    assert first.composer == "buffered model" and second.composer == "rules"
+    assert service.outcomes == {"late": 2, "buffered": 1, "fallback": 1}
+
+
+async def test_the_buffer_fills_for_the_current_mood_and_where_it_is_heading():
+    accepted = []
+
+    class Remembering(Named):
+        def accept(self, request: BarRequest, bar: ComposedBar) -> None:
+            accepted.append((request.index, bar.composer))
+
+    buffer = PhraseBuffer(depth=1)
+    service = ComposerService(
+        Remembering("model"),
+        Named("rules"),
+        budget_s=5.0,
+        in_thread=True,
+        buffer=buffer,
+        heading=lambda: (-0.8, 0.7),
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.serve_buffer)
+        await service.compose(REQUEST)
+        with trio.fail_after(5):
+            while len(buffer) < 2:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert accepted == [(3, "model")]  # the composer learns what was played, not the buffer
+    heading = BarRequest(index=4, beats_per_bar=4, tonic=0, valence=-0.8, arousal=0.7)
+    assert buffer.take(heading).info["buffered_for"] == [-0.8, 0.7]
+    current = replace(REQUEST, index=4)
+    assert buffer.take(current).info["buffered_for"] == [REQUEST.valence, REQUEST.arousal]

@@ -370,6 +370,45 @@ def train_groove(args, splits, stats, out: Path, state_dir: Path) -> dict:
     return result
 
 
+def proxy_distribution(records: list[dict], stats) -> dict:
+    """How the proxy labels spread over the training phrases: histograms, quadrants, sources."""
+    by_source: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for record in records:
+        labels = data.bar_labels(record, stats)
+        by_source[record["source"]].extend(labels[:: data.proxy.PHRASE_BARS])
+    every = torch.tensor([label for labels in by_source.values() for label in labels])
+    edges = torch.linspace(-1, 1, 11)
+
+    def histogram(values: torch.Tensor) -> list[int]:
+        return torch.histogram(values.clamp(-1, 1), bins=edges).hist.int().tolist()
+
+    valence, arousal = every[:, 0], every[:, 1]
+    quadrants = {
+        "happy_excited": ((valence > 0) & (arousal > 0)).float().mean().item(),
+        "happy_calm": ((valence > 0) & (arousal <= 0)).float().mean().item(),
+        "sad_excited": ((valence <= 0) & (arousal > 0)).float().mean().item(),
+        "sad_calm": ((valence <= 0) & (arousal <= 0)).float().mean().item(),
+    }
+    return {
+        "phrases": len(every),
+        "bin_edges": [round(e, 2) for e in edges.tolist()],
+        "valence_histogram": histogram(valence),
+        "arousal_histogram": histogram(arousal),
+        "valence_mean_std": [valence.mean().item(), valence.std().item()],
+        "arousal_mean_std": [arousal.mean().item(), arousal.std().item()],
+        "valence_arousal_correlation": torch.corrcoef(every.T)[0, 1].item(),
+        "quadrants": quadrants,
+        "by_source": {
+            source: {
+                "phrases": len(labels),
+                "valence_mean": sum(v for v, _ in labels) / len(labels),
+                "arousal_mean": sum(a for _, a in labels) / len(labels),
+            }
+            for source, labels in sorted(by_source.items())
+        },
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -403,6 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     metrics_path = args.out / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     metrics["proxy_stats"] = stats.as_dict()
+    metrics["proxy_distribution"] = proxy_distribution(splits["train"], stats)
     trainers = {"melody": train_melody, "harmony": train_harmony, "groove": train_groove}
     for kind in args.models.split(","):
         started = time.perf_counter()
