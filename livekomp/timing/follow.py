@@ -8,10 +8,12 @@ averages out. It tells a late tick, a dropped tick and a tempo change apart:
 - while a line is new (fewer than `acquire_ticks` on it) every tick counts once and is fitted;
 - then a tick further than `tolerance_ticks` from where the line expects it is a *suspect*:
   counted, but not fitted (a single late tick changes nothing);
-- a gap of about two ticks counts as a dropped tick (+2), but only once the next tick lands on
-  the line again; a run of `jump_after` suspects in a row, or of two suspects and then a tick
-  back near the line, means the master changed tempo, and the line is fitted afresh from that
-  run, each of its ticks counted once.
+- a gap of about two ticks counts as a dropped tick (+2), but only once the next tick comes one
+  tick later, on the line again; a late tick, once the next one is back on the line. Anything
+  else — `jump_after` suspects in a row, two and then a tick near the line, a "dropped" tick
+  followed by a gap that is not one tick — means the master changed tempo: the line is fitted
+  afresh from that run, each of its ticks counted once (and a drop inferred just before is taken
+  back: it was the change's first tick, late).
 
 `MidiClockFollower` adds the transport (Start, Stop, Continue, Song Position Pointer) and drives a
 `MasterClock`: at every fitted tick it re-anchors the clock's tempo map at that tick's beat, so
@@ -45,6 +47,8 @@ log = logging.getLogger("livekomp.clock")
 TICKS_PER_BEAT = messages.CLOCK_TICKS_PER_BEAT
 SONG_POSITION = 0xF2
 TICKS_PER_SPP_UNIT = 6  # a Song Position Pointer counts MIDI beats: sixteenth notes
+# A tempo change this soon after an inferred dropped tick takes the drop back.
+RECOUNT_TICKS = 6
 # A gap this long means the clock was gone (not a dropped tick): the fit starts afresh.
 RESET_GAP_S = 1.0
 
@@ -102,6 +106,7 @@ class TickFilter:
         self._suspects: list[tuple[int, float]] = []
         self._line: tuple[float, float] | None = None  # (origin_s, seconds_per_tick)
         self._last_s: float | None = None
+        self._recent_drop: tuple[int, int] | None = None  # (ticks, count) of the last drop
         self.late = 0  # ticks off the line, not fitted
         self.dropped = 0  # ticks inferred missing
         self.jumps = 0  # tempo changes detected
@@ -133,9 +138,9 @@ class TickFilter:
         step = max(1, round(position) - self.count)
         count = self.count + step
         off_line = abs(position - count) > self.config.tolerance_ticks
-        if step == 1 and not off_line and len(self._suspects) > 1:
-            # Back on the line after two odd ticks or more: two glitches in a row are less
-            # likely than a tempo change that happened to land one tick near the old line.
+        if step == 1 and not off_line and self._suspects and not self._glitch_explains(t_s):
+            # Back near the line, but not the way a late or a dropped tick comes back: a tempo
+            # change that happened to land one tick near the old line.
             self._suspects.append((count, t_s))
             self._restart_from_suspects()
         elif step == 1 and not off_line:
@@ -153,11 +158,30 @@ class TickFilter:
             self._restart_from_suspects()
         return self._fit_at(self.count, t_s)
 
+    def _glitch_explains(self, t_s: float) -> bool:
+        """Whether one odd tick, then this one back on the line, is a glitch of the master (or
+        the transport) rather than a tempo change. A late tick is followed by a short gap; a
+        dropped tick (a gap of two) by a gap of one tick. A tempo change that happens to land
+        near the old line shows neither: after a "dropped" tick, the next gap is not one tick.
+        """
+        if len(self._suspects) != 1:
+            return False
+        count, suspect_s = self._suspects[0]
+        previous = self._window[-1][0] if self._window else count - 1
+        if count - previous == 1:
+            return True  # late (or early), and this tick is back on the line
+        assert self._line is not None
+        gap_ticks = (t_s - suspect_s) / self._line[1]
+        return abs(gap_ticks - 1.0) <= self.config.tolerance_ticks
+
     def _confirm_suspects(self) -> None:
         """The ticks since the last good one were late or followed a dropped tick."""
         previous = self._window[-1][0] if self._window else -1
         for count, _ in self._suspects:
-            self.dropped += count - previous - 1
+            missing = count - previous - 1
+            if missing:
+                self.dropped += missing
+                self._recent_drop = (missing, count)
             self.late += 1 if count - previous == 1 else 0
             previous = count
         self._suspects.clear()
@@ -166,6 +190,13 @@ class TickFilter:
         """A run of ticks off the line: the tempo changed. Count each once, fit them alone."""
         self.jumps += 1
         base = self._window[-1][0] if self._window else self.count - len(self._suspects)
+        if self._recent_drop is not None and base - self._recent_drop[1] < RECOUNT_TICKS:
+            # A "dropped" tick just before a tempo change was the change's first tick (a late
+            # one, on a busy machine): take the inferred drop back.
+            missing = self._recent_drop[0]
+            base -= missing
+            self.dropped -= missing
+        self._recent_drop = None
         times = [t for _, t in self._suspects]
         self._suspects.clear()
         self._window = deque((base + 1 + i, t) for i, t in enumerate(times))
