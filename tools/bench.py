@@ -520,7 +520,9 @@ def bench_follow(
     # A tick JACK lost (an xrun on this busy machine) is matched by time, not by order: each
     # stamp belongs to the last tick sent before it.
     sent_s = [t for t, data in master.sent if data == b"\xf8"]
+    ideal_s = master.ideal_tick_s  # the master's grid, its own jitter and lateness aside
     prediction_ms: list[float] = []
+    ideal_ms: list[float] = []
     jump_ticks = [first + i * ticks_per_bar * bars_each for i in range(1, len(tempi))]
     replay = TickFilter()
     previous_match: int | None = None
@@ -540,12 +542,16 @@ def bench_follow(
             origin_s, period_s = line
             predicted_s = origin_s + period_s * (replay.count + match - previous_match)
             prediction_ms.append((predicted_s - sent_s[match]) * 1e3)
+            ideal_ms.append((predicted_s - ideal_s[match]) * 1e3)
         replay.add(stamp_s)
         previous_match = match
     mean_ms = sum(prediction_ms) / len(prediction_ms) if prediction_ms else math.nan
+    ideal_mean_ms = sum(ideal_ms) / len(ideal_ms) if ideal_ms else math.nan
     prediction = {
         "mean_ms": mean_ms,  # the transport's latency: constant, what a nudge takes away
         "around_mean": _percentiles_ms([abs(e - mean_ms) for e in prediction_ms]),
+        "vs_ideal_mean_ms": ideal_mean_ms,
+        "vs_ideal_around_mean": _percentiles_ms([abs(e - ideal_mean_ms) for e in ideal_ms]),
     }
 
     # (2) the live server's notes against the master's ticks
@@ -601,6 +607,13 @@ def format_follow(result: dict) -> str:
             f"mean {pred['mean_ms']:+.3f} ms (latency of the JACK transport), "
             f"around it p50 {around['p50_ms']:.3f} / p99 "
             f"{around['p99_ms']:.3f} / max {around['max_ms']:.3f} ms"
+        )
+    ideal = pred["vs_ideal_around_mean"]
+    if ideal.get("count"):
+        lines.append(
+            f"  the same against the master's ideal grid (its own jitter and lateness aside): "
+            f"mean {pred['vs_ideal_mean_ms']:+.3f} ms, around it p50 {ideal['p50_ms']:.3f} / "
+            f"p99 {ideal['p99_ms']:.3f} / max {ideal['max_ms']:.3f} ms"
         )
     phase = result["phase_abs"]
     if phase.get("count"):

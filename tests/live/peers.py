@@ -175,6 +175,7 @@ class ClockMaster:
         self.jitter_s = jitter_s
         self._random = random.Random(seed)
         self.sent: list[tuple[float, bytes]] = []
+        self.ideal_tick_s: list[float] = []  # each sent tick's due time before jitter
         self._thread: threading.Thread | None = None
         self._threading = threading
 
@@ -205,6 +206,7 @@ class ClockMaster:
                     _sleep_until(due_s)
                     if tick_number not in drop:
                         self._send(b"\xf8")
+                        self.ideal_tick_s.append(next_s)
                     tick_number += 1
                     next_s += period_s
             elif kind == "spp":
