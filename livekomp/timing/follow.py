@@ -47,6 +47,8 @@ log = logging.getLogger("livekomp.clock")
 TICKS_PER_BEAT = messages.CLOCK_TICKS_PER_BEAT
 SONG_POSITION = 0xF2
 TICKS_PER_SPP_UNIT = 6  # a Song Position Pointer counts MIDI beats: sixteenth notes
+# A re-anchored map that moves the next beat by less than this is not published.
+REANCHOR_S = 20e-6
 # A tempo change this soon after an inferred dropped tick takes the drop back.
 RECOUNT_TICKS = 6
 # A gap this long means the clock was gone (not a dropped tick): the fit starts afresh.
@@ -339,7 +341,9 @@ class MidiClockFollower:
         if not MIN_BPM <= bpm <= MAX_BPM:
             self.ignored += 1
             return
-        self.clock.lock(beat, fit.time_s, bpm)
+        # Between fitted ticks the line barely moves: a shift under REANCHOR_S is not worth
+        # waking the sender and every sleeper for.
+        self.clock.lock(beat, fit.time_s, bpm, min_shift_s=REANCHOR_S)
         moved = self._reported_bpm is None or abs(bpm - self._reported_bpm) >= 1.0
         if fit.fitted and moved and self.filter.settled:
             log.info("MIDI clock: following %.1f BPM", bpm)

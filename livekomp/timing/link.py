@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import trio
 
-from livekomp.timing.clock import MAX_BPM, MIN_BPM, MasterClock, TempoMap
+from livekomp.timing.clock import MAX_BPM, MIN_BPM, MasterClock
 
 log = logging.getLogger("livekomp.link")
 
@@ -102,10 +102,10 @@ class LinkFollower:
         beat = state.beatAtTime(link_us, self.quantum_beats)
         bpm = state.tempo()
         at_s = link_us * 1e-6 + self.offset_s
-        if MIN_BPM <= bpm <= MAX_BPM and self._moved(beat, at_s, bpm):
-            if not self.clock.running or abs(bpm - self.clock.bpm) >= 0.05:
+        if MIN_BPM <= bpm <= MAX_BPM:
+            changed = not self.clock.running or abs(bpm - self.clock.bpm) >= 0.05
+            if self.clock.lock(beat, at_s, bpm, min_shift_s=REANCHOR_S) and changed:
                 log.info("Link: %.2f BPM", bpm)
-            self.clock.lock(beat, at_s, bpm)
         peers = self.link.numPeers()
         if peers != self.peers:
             log.info("Link: %d other peer%s in the session", peers, "" if peers == 1 else "s")
@@ -121,13 +121,6 @@ class LinkFollower:
             log.info("Link: the session stopped")
             if self.on_stop is not None:
                 self.on_stop()
-
-    def _moved(self, beat: float, at_s: float, bpm: float) -> bool:
-        if not self.clock.running:
-            return True
-        new = TempoMap.constant(bpm, at_s - beat * 60.0 / bpm)
-        next_beat = beat + 1.0
-        return abs(new.time_at(next_beat) - self.clock.time_at(next_beat)) > REANCHOR_S
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Join the session and follow it until cancelled; then leave it."""
