@@ -169,3 +169,26 @@ def test_a_lost_master_clock_keeps_time_releases_and_waits(serve_factory, midi_d
     assert not hanging_notes(events[:silent_from])
     assert any(d[0] & 0xF0 == 0x90 for _, d in events[silent_from:])  # back with the clock
     assert not hanging_notes(events)
+
+
+def test_a_clock_source_unplugged_and_back_is_reopened(serve_factory, jack_server):
+    master = ClockMaster("lkhotclock")
+    serve = serve_factory("--clock", "midi", "--midi-clock-in", master.port)
+    try:
+        serve.wait_for("listening for OSC")
+        master.play([("start",), ("ticks", 120, 24 * 4), ("stop",)])
+        master.wait()
+        serve.wait_for("MIDI clock: Stop at beat 4.00")
+    finally:
+        master.close()  # unplugged
+    serve.wait_for("MIDI clock input lkhotclock:clock is gone", timeout_s=10)
+    master = ClockMaster("lkhotclock")  # plugged in again
+    try:
+        serve.wait_for("MIDI clock input lkhotclock:clock is back: reopened", timeout_s=10)
+        master.play([("start",), ("ticks", 120, 24 * 6), ("stop",)])
+        master.wait()
+        serve.wait_for("MIDI clock: Stop at beat 6.00")
+    finally:
+        master.close()
+    assert serve.stop() == 0
+    assert "Traceback" not in serve.log()
