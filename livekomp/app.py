@@ -1,17 +1,20 @@
 """Live: wires the services of the data flow and owns the root nursery.
 
     OSC, MIDI in ─► control router ─► mood ─► composer ─► performer ─► dispatcher ─► MIDI out
-                                                 clock ─────────────────────▲
+                           │                     clock ─────────────────────▲
+                           └─► voice (say, responses) ─► on a bar line ─► audio out
 
 Every way out — Ctrl-C, SIGTERM, an exception anywhere — ends in the same shielded cleanup that
-releases every sounding note (note-offs, then CC 123 on every channel used) and sends MIDI Stop.
-The MIDI sender is a child process that does the same by itself if this process dies.
+releases every sounding note (note-offs, then CC 123 on every channel used) and sends MIDI Stop,
+and closes the audio output, silencing any line still playing. The MIDI sender is a child
+process that releases the notes by itself if this process dies.
 """
 
 from __future__ import annotations
 
 import logging
 import signal
+from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
 
@@ -20,7 +23,7 @@ import trio
 from livekomp import __version__
 from livekomp.composer import ComposerService, PhraseBuffer, build_composer
 from livekomp.config import ConfigError, LiveConfig
-from livekomp.inputs.events import ControlEvent
+from livekomp.inputs.events import ControlEvent, Param
 from livekomp.inputs.mapping import load_mapping
 from livekomp.inputs.midi import serve_midi_in
 from livekomp.inputs.osc import serve_osc
@@ -30,6 +33,7 @@ from livekomp.mood import Mood, MoodState
 from livekomp.music.phrase import ComposedBar
 from livekomp.music.rules import RuleComposer
 from livekomp.music.theory import parse_key
+from livekomp.outputs.audio import AudioError, AudioOut, open_audio_out
 from livekomp.outputs.osc import FeedbackSnapshot, parse_target, serve_feedback
 from livekomp.performer import ControlRouter, Performer, PerformerConfig
 from livekomp.report import RunReport
@@ -38,6 +42,9 @@ from livekomp.timing.dispatcher import DispatcherError
 from livekomp.timing.follow import FollowConfig, MidiClockFollower, serve_midi_clock_in
 from livekomp.timing.link import LinkFollower, link_available
 from livekomp.timing.sender import OutputSpec, ProcessDispatcher, RecordSpec
+from livekomp.voice.lines import load_responses
+from livekomp.voice.service import SpokenLine, VoiceConfig, VoiceService
+from livekomp.voice.tts import OUTPUT_RATE, Speech, VoiceSpec, open_speaker
 
 log = logging.getLogger("livekomp")
 
@@ -62,6 +69,69 @@ async def _stop_on_signals(cancel_scope: trio.CancelScope) -> None:
             log.info("%s: stopping, releasing all notes", signal.Signals(signum).name)
             cancel_scope.cancel()
             return
+
+
+class _LogOnly:
+    """The line sink when there is no audio output: lines are placed and logged, not heard."""
+
+    def play_at(self, speech: Speech, at_s: float) -> None:
+        pass
+
+    def silence(self) -> None:
+        pass
+
+
+async def _open_voice_out(config: LiveConfig, stack: AsyncExitStack) -> AudioOut | None:
+    """The voice's audio output; a device the user named must open, the default may not."""
+    try:
+        return await stack.enter_async_context(
+            open_audio_out(config.audio_out, level_db=config.voice_level_db)
+        )
+    except AudioError as exc:
+        if config.audio_out is not None:
+            raise
+        log.warning("%s; spoken lines will be logged, not heard", exc)
+        return None
+
+
+async def _start_voice(
+    config: LiveConfig,
+    clock: MasterClock,
+    mood: MoodState,
+    report: RunReport,
+    stack: AsyncExitStack,
+) -> tuple[VoiceService | None, AudioOut | None]:
+    if config.voice == "none":
+        log.info("voice off (--voice none)")
+        return None, None
+    responses = load_responses(config.lines) if config.responses else None
+    audio = await _open_voice_out(config, stack)
+    spec = VoiceSpec(
+        config.voice,
+        None if config.voice_fallback == "none" else config.voice_fallback,
+        config.voice_model,
+        config.voice_config,
+        seed=config.seed,
+    )
+    rate = audio.sample_rate if audio is not None else OUTPUT_RATE
+    speaker = await trio.to_thread.run_sync(partial(open_speaker, spec, sample_rate=rate))
+
+    def on_spoken(line: SpokenLine) -> None:
+        report.on_spoken(line.as_dict())
+
+    voice = VoiceService(
+        speaker,
+        clock,
+        mood,
+        VoiceConfig(align=config.align, duck=config.duck),
+        beats_per_bar=config.beats_per_bar,
+        sink=audio if audio is not None else _LogOnly(),
+        responses=responses,
+        on_spoken=on_spoken,
+    )
+    if audio is not None:
+        log.info("voice: %s → %s at %d Hz", speaker.voice_id, audio.name, audio.sample_rate)
+    return voice, audio
 
 
 async def serve_live(config: LiveConfig) -> None:
@@ -114,6 +184,19 @@ async def serve_live(config: LiveConfig) -> None:
         unavailable=unavailable,
         log_every_bars=16,
     )
+    stack = AsyncExitStack()
+    voice, audio = await _start_voice(config, clock, mood, report, stack)
+    spoken: dict[str, str] = {}  # the last scene and the line being spoken, for feedback
+    if voice is not None:
+        report_spoken = voice.on_spoken
+
+        def on_spoken(line: SpokenLine) -> None:
+            if report_spoken is not None:
+                report_spoken(line)
+            if line.dropped is None:
+                spoken["say"] = line.text
+
+        voice.on_spoken = on_spoken
 
     def on_bar(bar: ComposedBar, bar_mood: Mood) -> None:
         report.on_bar(bar, bar_mood)
@@ -133,14 +216,25 @@ async def serve_live(config: LiveConfig) -> None:
             follow=follow,
         ),
         on_bar=on_bar,
+        duck=voice.duck_at if voice is not None else None,
     )
 
-    spoken: dict[str, str] = {}  # the last scene and line, for feedback
+    if voice is not None:
+        voice.playing = lambda: performer.playing
 
     def on_line(kind: str, event: ControlEvent) -> None:
-        report.on_line(kind, event)
-        spoken[kind] = str(event.value)
-        log.info("%s: %s", kind, event.value)
+        log.info("%s: %r", kind, event.value)
+        if kind == "scene":
+            spoken["scene"] = str(event.value)
+        if voice is not None and event.param is Param.SAY:
+            voice.on_control(event)  # the voice reports the line once it is placed
+        else:
+            report.on_line(kind, event)
+            if kind == "say":
+                spoken["say"] = str(event.value)  # no voice: the line as asked for
+
+    on_mood = voice.on_control if voice is not None and voice.responses is not None else None
+    on_silence = voice.silence if voice is not None else None
 
     def feedback_snapshot() -> FeedbackSnapshot:
         now_s = clock.now_s()
@@ -208,6 +302,8 @@ async def serve_live(config: LiveConfig) -> None:
         router = ControlRouter(
             performer,
             on_line=on_line,
+            on_mood=on_mood,
+            on_silence=on_silence,
             on_tempo=link_follower.propose_tempo,
             on_transport=link_follower.propose_playing,
         )
@@ -215,11 +311,18 @@ async def serve_live(config: LiveConfig) -> None:
         router = ControlRouter(
             performer,
             on_line=on_line,
+            on_mood=on_mood,
+            on_silence=on_silence,
             can_start=can_start if follower is not None else None,
             on_tempo=on_tempo if follower is not None else None,
         )
     send, receive = trio.open_memory_channel[ControlEvent](256)
-    await trio.to_thread.run_sync(dispatcher.start)
+    try:
+        await trio.to_thread.run_sync(dispatcher.start)
+    except BaseException:
+        with trio.CancelScope(shield=True):
+            await stack.aclose()
+        raise
     log.info(
         "livekomp %s: MIDI sender process %s%s",
         __version__,
@@ -252,6 +355,8 @@ async def serve_live(config: LiveConfig) -> None:
                 log.info("MIDI clock in: %s (livekomp follows it)", clock_in)
             if link_follower is not None:
                 await nursery.start(link_follower.serve)
+            if voice is not None:
+                await nursery.start(voice.serve)
             await nursery.start(partial(performer.serve, autostart=not follow))
             if config.feedback is not None:
                 await nursery.start(
@@ -274,6 +379,7 @@ async def serve_live(config: LiveConfig) -> None:
             )
     finally:
         with trio.CancelScope(shield=True):
+            await stack.aclose()  # closes the audio output: no line goes on after the music
             try:
                 # Releases every sounding note (note-offs, CC 123), sends MIDI Stop, writes
                 # the recording.
@@ -295,6 +401,10 @@ async def serve_live(config: LiveConfig) -> None:
                 report.extra["inputs"] = stats.as_dict()
                 report.extra["composer"] = composer.summary()
                 report.extra["controls_not_understood"] = router.unhandled
+                if voice is not None:
+                    report.extra["voice"] = voice.summary()
+                if audio is not None:
+                    report.extra["audio_out"] = audio.summary()
                 report.write(Path(config.summary))
             counts = {
                 f"{transport} {reason}": n

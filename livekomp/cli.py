@@ -45,6 +45,16 @@ SERVE_FLAGS: dict[str, str] = {
     "nudge_ms": "nudge_ms",
     "feedback": "feedback",
     "feedback_rate_hz": "feedback_rate_hz",
+    "voice": "voice",
+    "voice_fallback": "voice_fallback",
+    "voice_model": "voice_model",
+    "voice_config": "voice_config",
+    "audio_out": "audio_out",
+    "voice_level_db": "voice_level_db",
+    "duck": "duck",
+    "align": "align",
+    "lines": "lines",
+    "responses": "responses",
     "composer": "composer",
     "device": "device",
     "runtime": "runtime",
@@ -52,6 +62,45 @@ SERVE_FLAGS: dict[str, str] = {
     "checkpoints": "checkpoints",
     "budget_ms": "budget_ms",
 }
+
+VOICES = ["piper", "espeak-ng", "coqui", "none"]
+
+
+def _voice_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """The voice flags `serve` and `rehearse` share (serve: None = the config's value)."""
+
+    def default(value: object) -> object:
+        return value if defaults else None
+
+    parser.add_argument(
+        "--voice", choices=VOICES, default=default("piper"), help="text-to-speech voice"
+    )
+    parser.add_argument(
+        "--voice-fallback",
+        choices=VOICES,
+        default=default("espeak-ng"),
+        help="speaks when the voice is missing or fails (default espeak-ng)",
+    )
+    parser.add_argument(
+        "--voice-model", metavar="FILE", help="piper .onnx or Coqui model (default: joe)"
+    )
+    parser.add_argument("--voice-config", metavar="FILE", help="the voice model's config file")
+    parser.add_argument(
+        "--voice-level-db", type=float, default=default(0.0), help="voice level in dB (default 0)"
+    )
+    parser.add_argument(
+        "--duck",
+        type=float,
+        default=default(1.0),
+        help="velocity factor for notes under a spoken line, e.g. 0.6 (default 1: off)",
+    )
+    parser.add_argument(
+        "--align",
+        choices=["bar", "beat"],
+        default=default("bar"),
+        help="a line starts on the next bar line or beat (default bar)",
+    )
+    parser.add_argument("--lines", metavar="FILE", help="lines file for responses to mood words")
 
 
 def _add_composer_flags(parser: argparse.ArgumentParser, *, live: bool) -> None:
@@ -125,6 +174,19 @@ def _parser() -> argparse.ArgumentParser:
         default=1.0,
         help="how far ahead of each bar line it is composed (default 1)",
     )
+    rehearse.add_argument(
+        "--audio", action="store_true", help="also write DIR/set.wav: music and spoken lines"
+    )
+    rehearse.add_argument(
+        "--soundfont", type=Path, metavar="FILE", help="General MIDI .sf2 for fluidsynth"
+    )
+    rehearse.add_argument(
+        "--builtin-synth", action="store_true", help="use the built-in synth, not fluidsynth"
+    )
+    rehearse.add_argument(
+        "--responses", action="store_true", help="answer mood cues with lines from --lines"
+    )
+    _voice_flags(rehearse, defaults=True)
     _add_composer_flags(rehearse, live=False)
 
     generate = commands.add_parser(
@@ -183,6 +245,17 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         help="SCHED_FIFO priority of the send thread, 0 = normal (default 3)",
     )
+    serve.add_argument(
+        "--audio-out", metavar="NAME", help="audio output for the voice (default: the system's)"
+    )
+    serve.add_argument(
+        "--no-responses",
+        dest="responses",
+        action="store_false",
+        default=None,
+        help="do not answer mood words with a spoken line",
+    )
+    _voice_flags(serve, defaults=False)
     _add_composer_flags(serve, live=True)
 
     serve.add_argument(
@@ -268,12 +341,14 @@ def _run_rehearse(args: argparse.Namespace) -> int:
     from livekomp.rehearsal import rehearse
 
     setlist = load_setlist(args.setlist)
+    audio = _audio_options(args) if args.audio else None
     result = rehearse(
         setlist,
         args.out,
         seed=args.seed,
         lookahead_beats=args.lookahead_beats,
         composer=_composer_settings(args),
+        audio=audio,
     )
     totals = result.summary["totals"]
     composer = result.summary["composer"]
@@ -281,8 +356,34 @@ def _run_rehearse(args: argparse.Namespace) -> int:
     print(f"  composer: {_composer_line(composer)}")  # type: ignore[arg-type]
     print(f"  {result.midi_path}")
     print(f"  {result.summary_path}")
+    if result.wav_path is not None:
+        print(f"  {result.wav_path}")
     print(f"  notes: {json.dumps(totals['notes'])}")  # type: ignore[index]
     return 0
+
+
+def _audio_options(args: argparse.Namespace):
+    from livekomp.rehearsal import AudioOptions
+    from livekomp.voice.lines import load_responses
+    from livekomp.voice.tts import VoiceSpec
+
+    if args.soundfont is not None and not args.soundfont.is_file():
+        raise FileNotFoundError(f"{args.soundfont}: no such SoundFont (--soundfont)")
+    fallback = None if args.voice_fallback == "none" else args.voice_fallback
+    return AudioOptions(
+        voice=VoiceSpec(
+            args.voice,
+            fallback,
+            args.voice_model,
+            args.voice_config,
+        ),
+        soundfont=args.soundfont,
+        builtin_synth=args.builtin_synth,
+        voice_level_db=args.voice_level_db,
+        duck=args.duck,
+        align=args.align,
+        responses=load_responses(args.lines) if args.responses or args.lines else None,
+    )
 
 
 def _composer_line(summary: dict[str, object]) -> str:
@@ -466,12 +567,23 @@ def _user_problems(exc: BaseException) -> list[str] | None:
     from livekomp.config import ConfigError
     from livekomp.inputs.mapping import MappingError
     from livekomp.inputs.setlist import SetlistError
+    from livekomp.outputs.audio import AudioError
     from livekomp.outputs.midi import MidiPortError
     from livekomp.timing.dispatcher import DispatcherError
+    from livekomp.voice.lines import LinesError
 
     # DispatcherError: the MIDI sender failed mid-set (a port vanished); it released the notes
     # and its own traceback is already in the log.
-    user_errors = (ConfigError, MappingError, SetlistError, MidiPortError, OSError, DispatcherError)
+    user_errors = (
+        ConfigError,
+        MappingError,
+        SetlistError,
+        MidiPortError,
+        OSError,
+        DispatcherError,
+        LinesError,
+        AudioError,
+    )
     if isinstance(exc, BaseExceptionGroup):
         found = [_user_problems(inner) for inner in exc.exceptions]
         if any(problems is None for problems in found):

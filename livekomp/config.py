@@ -77,6 +77,16 @@ class LiveConfig:
     nudge_ms: float = 0.0  # shift every MIDI message by this much (negative: earlier)
     feedback: str | None = None  # "HOST:PORT" to send OSC feedback to (the controller); None: off
     feedback_rate_hz: float = 10.0  # feedback snapshots a second (only changes are sent)
+    voice: str = "piper"  # piper, espeak-ng, coqui, or "none" for no voice
+    voice_fallback: str | None = "espeak-ng"  # speaks when the voice is missing or fails
+    voice_model: str | None = None  # a piper .onnx or a Coqui model (default: the joe voice)
+    voice_config: str | None = None  # the model's config file
+    audio_out: str | None = None  # output device for the voice (default: the system's)
+    voice_level_db: float = 0.0  # the voice's output level
+    duck: float = 1.0  # velocity factor for notes under a spoken line (1 = no ducking)
+    align: str = "bar"  # lines start on the next "bar" line or "beat"
+    lines: str | None = None  # lines file for responses to mood words (default: shipped)
+    responses: bool = True  # answer mood words and intents with a spoken line
     composer: str = "neural"  # neural (falls back to rules without checkpoints) | rules
     device: str = "auto"  # where the models run: auto (CUDA, MPS, CPU) | cpu | cuda | mps
     runtime: str = "torch"  # torch | onnx (onnxruntime, CPU)
@@ -110,6 +120,11 @@ class LiveConfig:
             "device": self.device in ("auto", "cpu", "cuda", "mps"),
             "runtime": self.runtime in ("torch", "onnx"),
             "budget_ms": 1 <= self.budget_ms <= 10_000,
+            "voice": self.voice in ("piper", "espeak-ng", "coqui", "none"),
+            "voice_fallback": self.voice_fallback in (None, "piper", "espeak-ng", "coqui", "none"),
+            "voice_level_db": -60 <= self.voice_level_db <= 12,
+            "duck": 0 <= self.duck <= 1,
+            "align": self.align in ("bar", "beat"),
         }
         for key, ok in checks.items():
             if not ok:

@@ -138,6 +138,7 @@ class Performer:
         config: PerformerConfig,
         *,
         on_bar: BarListener | None = None,
+        duck: Callable[[float], float] | None = None,
     ) -> None:
         self.clock = clock
         self.dispatcher = dispatcher
@@ -145,6 +146,7 @@ class Performer:
         self.mood = mood
         self.config = config
         self.on_bar = on_bar
+        self.duck = duck  # beat → velocity factor while a line is spoken (the voice's ducking)
         self.bars_played = 0
         self._origin_beat = 0.0  # the beat of bar 0 of the current take
         self._planned_until = 0.0
@@ -307,6 +309,8 @@ class Performer:
     def _release(self, release: BeatRelease) -> None:
         """Hand one beat's notes to the dispatcher, their dynamics following the mood of now."""
         ratio = expression_ratio(release.mood, self.mood.at(self.clock.now_s()))
+        if self.duck is not None:
+            ratio *= self.duck(release.beat)
         self.dispatcher.submit(
             ScheduledMessage(m.beat, m.order, scale_velocity(m.data, ratio)) for m in release.notes
         )
@@ -330,6 +334,8 @@ class ControlRouter:
         can_start: Callable[[], str | None] | None = None,
         on_tempo: Callable[[float], None] | None = None,
         on_transport: Callable[[bool], None] | None = None,
+        on_mood: Callable[[ControlEvent], None] | None = None,
+        on_silence: Callable[[], None] | None = None,
     ) -> None:
         """For a clock that follows others: `can_start` says why a start cannot happen now
         (None: it can); `on_tempo` takes tempo changes instead of the clock, and
@@ -340,6 +346,8 @@ class ControlRouter:
         self.can_start = can_start
         self.on_tempo = on_tempo
         self.on_transport = on_transport
+        self.on_mood = on_mood  # told of each mood word or intent understood (voice responses)
+        self.on_silence = on_silence  # stop and panic: the voice stops too
         self.unhandled = 0
         self._drop_log = RateLimitedLog(log)
 
@@ -349,6 +357,8 @@ class ControlRouter:
         match event.param:
             case Param.START | Param.STOP if self.on_transport is not None:
                 self.on_transport(event.param is Param.START)
+                if event.param is Param.STOP and self.on_silence is not None:
+                    self.on_silence()
             case Param.START:
                 why_not = None if self.can_start is None else self.can_start()
                 if why_not is None:
@@ -357,8 +367,12 @@ class ControlRouter:
                     log.info("start ignored: %s", why_not)
             case Param.STOP:
                 performer.stop()
+                if self.on_silence is not None:
+                    self.on_silence()
             case Param.PANIC:
                 performer.panic()
+                if self.on_silence is not None:
+                    self.on_silence()
             case Param.TEMPO:
                 assert isinstance(event.value, int | float)
                 if self.on_tempo is not None:
@@ -378,6 +392,8 @@ class ControlRouter:
                         target.valence,
                         target.arousal,
                     )
+                    if self.on_mood is not None:
+                        self.on_mood(event)
                 else:
                     self._drop(event)
             case _:

@@ -1,15 +1,17 @@
 """Rehearsal: the live pipeline, headless, in virtual time.
 
 The same services as on stage — setlist input, control router, mood, composer, performer,
-dispatcher — run under `trio.testing.MockClock`, so a set renders as fast as the computer allows
-and, with models inline, identically for the same seed.
+dispatcher, voice — run under `trio.testing.MockClock`, so a set renders as fast as the computer
+allows and, with models and voices inline, identically for the same seed. With `audio`, the
+set's MIDI is also rendered to sound and the spoken lines mixed in at their bar lines
+(`set.wav`).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -18,7 +20,7 @@ import trio.testing
 
 from livekomp import __version__
 from livekomp.composer import ComposerService, ComposerSettings, build_composer
-from livekomp.inputs.events import ControlEvent
+from livekomp.inputs.events import ControlEvent, Param
 from livekomp.inputs.setlist import Setlist, serve_setlist
 from livekomp.mood import Mood, MoodState
 from livekomp.music.theory import parse_key
@@ -28,6 +30,9 @@ from livekomp.performer import ControlRouter, Performer, PerformerConfig
 from livekomp.report import RunReport
 from livekomp.timing.clock import MasterClock
 from livekomp.timing.dispatcher import VirtualDispatcher
+from livekomp.voice.lines import Responses
+from livekomp.voice.service import SpokenLine, VoiceConfig, VoiceService
+from livekomp.voice.tts import Speech, VoiceSpec, open_speaker
 
 log = logging.getLogger("livekomp.rehearsal")
 
@@ -37,6 +42,47 @@ class RehearsalResult:
     midi_path: Path
     summary_path: Path
     summary: dict[str, object]
+    wav_path: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AudioOptions:
+    """What `--audio` renders with: the voice, the SoundFont, levels and responses."""
+
+    voice: VoiceSpec = field(default_factory=VoiceSpec)
+    soundfont: Path | None = None  # None: the first General MIDI bank found (else built-in)
+    builtin_synth: bool = False  # skip fluidsynth even when it is there
+    voice_level_db: float = 0.0
+    duck: float = 1.0
+    align: str = "bar"
+    responses: Responses | None = None  # answer mood words with lines from a lines file
+
+
+class SpeechTrack:
+    """A rehearsal's line sink: keeps each line at its time, for the mix."""
+
+    def __init__(self) -> None:
+        self.clips: list[tuple[float, Speech]] = []
+
+    def play_at(self, speech: Speech, at_s: float) -> None:
+        self.clips.append((at_s, speech))
+
+    def silence(self) -> None:
+        """Nothing to do: a setlist has no stop or panic cue (the router is never told to)."""
+
+
+def predicted_say_moods(setlist: Setlist, initial: Mood | None = None) -> list[tuple[str, Mood]]:
+    """Each `say` cue with the mood target it will be spoken in: the cues applied in order, as
+    the rehearsal will (a line is the last event of its cue), so they can be rendered ahead."""
+    mood = MoodState(initial)
+    lines = []
+    for cue in setlist.cues:
+        for event in cue.events:
+            if event.param is Param.SAY:
+                lines.append((str(event.value), mood.target()))
+            else:
+                mood.apply(event, 0.0)
+    return lines
 
 
 def rehearse(
@@ -48,16 +94,23 @@ def rehearse(
     slew_s: float = 0.3,
     composer: ComposerSettings | None = None,
     initial_mood: Mood | None = None,
+    audio: AudioOptions | None = None,
 ) -> RehearsalResult:
-    """Render `setlist` to `out_dir/set.mid` and `out_dir/summary.json`.
+    """Render `setlist` to `out_dir/set.mid` and `out_dir/summary.json` (with `audio`, also
+    `out_dir/set.wav`).
 
     The neural composer runs inline (no budget, no buffer), so the result depends only on the
-    setlist, the seed and the checkpoints.
+    setlist, the seed and the checkpoints; so do the voices, rendered inline in cue order.
     """
     out_dir = Path(out_dir)
     seed = seed if seed is not None else (setlist.seed if setlist.seed is not None else 0)
     primary, unavailable = build_composer(composer or ComposerSettings(), seed)
-    return trio.run(
+    voice = None
+    if audio is not None:
+        speaker = open_speaker(_seeded(audio.voice, seed))
+        config = VoiceConfig(align=audio.align, lead_s=0.0, duck=audio.duck, in_thread=False)
+        voice = (speaker, config)
+    result = trio.run(
         _rehearse,
         setlist,
         out_dir,
@@ -66,7 +119,16 @@ def rehearse(
         slew_s,
         ComposerService(primary, unavailable=unavailable),
         initial_mood,
+        voice,
+        audio,
         clock=trio.testing.MockClock(autojump_threshold=0),
+    )
+    return result
+
+
+def _seeded(spec: VoiceSpec, seed: int) -> VoiceSpec:
+    return VoiceSpec(
+        spec.backend, spec.fallback, spec.model_path, spec.config_path, spec.threads, seed
     )
 
 
@@ -78,6 +140,8 @@ async def _rehearse(
     slew_s: float,
     composer: ComposerService,
     initial_mood: Mood | None,
+    voice_parts: tuple | None,
+    audio: AudioOptions | None,
 ) -> RehearsalResult:
     tonic = parse_key(setlist.key)
     clock = MasterClock(setlist.bpm, now_s=trio.current_time)
@@ -102,11 +166,32 @@ async def _rehearse(
             "key": setlist.key,
         }
     )
+    mood = MoodState(initial_mood, slew_s=slew_s)
+    track = SpeechTrack()
+    voice: VoiceService | None = None
+    if voice_parts is not None and audio is not None:
+        speaker, voice_config = voice_parts
+
+        def on_spoken(line: SpokenLine) -> None:
+            report.on_spoken(line.as_dict())
+
+        voice = VoiceService(
+            speaker,
+            clock,
+            mood,
+            voice_config,
+            beats_per_bar=setlist.beats_per_bar,
+            sink=track,
+            responses=audio.responses,
+            on_spoken=on_spoken,
+        )
+        # Lines known ahead are rendered before the set starts: a cue is then a cache hit.
+        voice.prepare(predicted_say_moods(setlist, initial_mood))
     performer = Performer(
         clock,
         dispatcher,
         composer,
-        MoodState(initial_mood, slew_s=slew_s),
+        mood,
         PerformerConfig(
             beats_per_bar=setlist.beats_per_bar,
             tonic=tonic,
@@ -114,20 +199,27 @@ async def _rehearse(
             clock_out=False,
         ),
         on_bar=report.on_bar,
+        duck=voice.duck_at if voice is not None else None,
     )
 
     def on_line(kind: str, event: ControlEvent) -> None:
+        if voice is not None and event.param is Param.SAY:
+            voice.on_control(event)  # the voice reports the line once it is placed
+            return
         bar = None
         if event.at_beat is not None:
             bar = math.floor(event.at_beat / setlist.beats_per_bar + 1e-9)
         report.on_line(kind, event, bar)
 
-    router = ControlRouter(performer, on_line=on_line)
+    on_mood = voice.on_control if voice is not None and audio and audio.responses else None
+    router = ControlRouter(performer, on_line=on_line, on_mood=on_mood)
     send, receive = trio.open_memory_channel[ControlEvent](math.inf)
     try:
         async with trio.open_nursery() as nursery:
             await nursery.start(dispatcher.serve)
             await nursery.start(router.serve, receive)
+            if voice is not None:
+                await nursery.start(voice.serve)
 
             async def perform(task_status: trio.TaskStatus[None]) -> None:
                 await performer.serve(max_bars=setlist.bars, task_status=task_status)
@@ -142,6 +234,27 @@ async def _rehearse(
         recorder.close()
     report.extra["composer"] = composer.summary()
     report.extra["controls_not_understood"] = router.unhandled
+    wav_path = None
+    if voice is not None and audio is not None:
+        wav_path = out_dir / "set.wav"
+        origin_s = clock.time_at(0.0)
+        clips = [(at_s - origin_s, speech) for at_s, speech in track.clips]
+        report.extra["audio"] = {
+            "music": _write_audio(wav_path, recorder.path, clips, audio),
+            "voice": voice.summary(),
+        }
     summary_path = out_dir / "summary.json"
     report.write(summary_path)
-    return RehearsalResult(recorder.path, summary_path, report.as_dict())
+    return RehearsalResult(recorder.path, summary_path, report.as_dict(), wav_path)
+
+
+def _write_audio(
+    wav_path: Path, midi_path: Path, clips: list[tuple[float, Speech]], audio: AudioOptions
+) -> str:
+    """Render the music, mix the lines in, write `wav_path`; returns how the music was made."""
+    from livekomp.outputs.render import find_soundfont, mix, render_music, write_wav
+
+    soundfont = None if audio.builtin_synth else (audio.soundfont or find_soundfont())
+    music, how = render_music(midi_path, soundfont)
+    write_wav(wav_path, mix(music, clips, voice_gain=10 ** (audio.voice_level_db / 20)))
+    return how

@@ -46,6 +46,10 @@ class RunReport:
             }
         )
 
+    def on_spoken(self, line: dict[str, object]) -> None:
+        """A line the voice placed (text, backend, bar, start_s, duration_s) or dropped."""
+        self.lines.append(line)
+
     def totals(self) -> dict[str, object]:
         notes: Counter[str] = Counter()
         composers: Counter[str] = Counter()

@@ -59,3 +59,29 @@ def test_clock_sync_settings_from_a_file(tmp_path):
     config = load_live_config(config_file, {"clock_timeout_beats": 8.0})
     assert (config.clock, config.midi_clock_in, config.nudge_ms) == ("midi", "Ableton", -12.0)
     assert config.feedback == "192.168.1.20:9001" and config.clock_timeout_beats == 8.0
+
+
+def test_voice_settings_from_the_file_and_flags(tmp_path):
+    config_file = tmp_path / "stage.toml"
+    config_file.write_text(
+        '[serve]\nvoice = "espeak-ng"\nduck = 0.6\nalign = "beat"\naudio_out = "system"\n'
+        "responses = false\n"
+    )
+    config = load_live_config(config_file, {"voice_level_db": -6.0})
+    assert (config.voice, config.duck, config.align) == ("espeak-ng", 0.6, "beat")
+    assert config.audio_out == "system" and config.responses is False
+    assert config.voice_level_db == -6.0 and config.voice_fallback == "espeak-ng"
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"voice": "alexa"}, "voice: 'alexa' is out of range"),
+        ({"duck": 1.5}, "duck: 1.5 is out of range"),
+        ({"align": "phrase"}, "align: 'phrase' is out of range"),
+        ({"voice_level_db": 40.0}, "voice_level_db: 40.0 is out of range"),
+    ],
+)
+def test_bad_voice_settings_are_named(table, message):
+    with pytest.raises(ConfigError, match=message):
+        load_live_config(None, table)

@@ -153,7 +153,12 @@ def test_summary_reports_every_bar_and_the_lines(tmp_path):
     assert last["mood"]["valence"] > 0.5
     assert all(bar["composer"] == "rules" for bar in summary["bars"])
     assert set(first["notes"]) == {"melody", "chords", "bass", "drums"}
-    assert [(line["bar"], line["kind"]) for line in summary["lines"]] == [(0, "say"), (16, "say")]
+    assert [(line["bar"], line["kind"]) for line in summary["lines"]] == [
+        (0, "say"),
+        (8, "say"),
+        (16, "say"),
+        (28, "say"),
+    ]
     notes = notes_by_bar(result.midi_path)
     for bar in (0, 20, 31):
         counted = sum(bar_notes for bar_notes in summary["bars"][bar]["notes"].values())

@@ -107,7 +107,9 @@ def _parse_cue(where: str, raw: object, bars: int) -> Cue:
     ramp_bars = _number(f"{where}.ramp_bars", raw.get("ramp_bars", 0), 0, bars)
     events: list[ControlEvent] = []
     source = f"setlist:{where}"
-    # A mood word first, so explicit numbers in the same cue refine it.
+    # A mood word first, so explicit numbers in the same cue refine it; a spoken line last, so
+    # it is spoken in the cue's mood.
+    text_events: list[ControlEvent] = []
     for key, param in TEXT_CUE_KEYS.items():
         if key in raw:
             limit = MAX_SAY_CHARS if key == "say" else 200
@@ -117,13 +119,16 @@ def _parse_cue(where: str, raw: object, bars: int) -> Cue:
                     f"{where}.mood: {text!r} is not a mood livekomp knows; "
                     f"try one of: {', '.join(sorted(MOOD_WORDS))}"
                 )
-            events.append(ControlEvent(param, text, source))
+            (text_events if param is Param.SAY else events).append(
+                ControlEvent(param, text, source)
+            )
     for key, param in NUMBER_CUE_KEYS.items():
         if key in raw:
             low, high = PARAM_RANGES[param]
             events.append(
                 ControlEvent(param, _number(f"{where}.{key}", raw[key], low, high), source)
             )
+    events += text_events
     if not events:
         raise SetlistError(f"{where}: the cue changes nothing (give valence, arousal, mood, …)")
     return Cue(bar, tuple(events), ramp_bars)

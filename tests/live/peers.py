@@ -274,3 +274,53 @@ def master_beats(
             placed.append((frame, position_ticks / 24))
             position_ticks += 1
     return placed
+
+
+class JackRecorder:
+    """A JACK client (JACK-Client, in this process) that records an audio input and a MIDI
+    input against one frame clock, so where a sound starts can be compared with the MIDI clock
+    ticks of the same run."""
+
+    def __init__(self, name: str) -> None:
+        import jack
+        import numpy as np
+
+        self._np = np
+        self.client = jack.Client(name, no_start_server=True)
+        self.sample_rate = self.client.samplerate
+        self.audio_in = self.client.inports.register("audio")
+        self.midi_in = self.client.midi_inports.register("midi")
+        self.blocks: list[tuple[int, object]] = []
+        self.midi: list[tuple[int, bytes]] = []
+
+        @self.client.set_process_callback
+        def process(frames: int) -> None:
+            base = self.client.last_frame_time
+            self.blocks.append((base, self.audio_in.get_array().copy()))
+            for offset, data in self.midi_in.incoming_midi_events():
+                self.midi.append((base + offset, bytes(data)))
+
+        self.client.activate()
+
+    @property
+    def frame_time(self) -> int:
+        return self.client.frame_time
+
+    def connect_from(self, audio_port: str, midi_port: str) -> None:
+        self.client.connect(audio_port, self.audio_in.name)
+        self.client.connect(midi_port, self.midi_in.name)
+
+    def audio(self) -> tuple[int, object]:
+        """(frame of the first sample, samples) of everything recorded, each block at its
+        frame (a cycle JACK skipped under load stays a gap of silence, not a shift)."""
+        blocks = list(self.blocks)
+        first = blocks[0][0]
+        end = max(frame + len(block) for frame, block in blocks)
+        audio = self._np.zeros(end - first, self._np.float32)
+        for frame, block in blocks:
+            audio[frame - first : frame - first + len(block)] = block
+        return first, audio
+
+    def close(self) -> None:
+        self.client.deactivate()
+        self.client.close()
