@@ -267,13 +267,19 @@ async def serve_live(config: LiveConfig) -> None:
             composer_buffer=None if composer.buffer is None else composer.buffer.fill,
         )
 
+    def stop_with_master() -> None:
+        """The master stopped (or its clock was lost): the notes and the voice stop."""
+        performer.stop()
+        if voice is not None:
+            voice.silence()
+
     follower = None
     if config.clock == "midi":
         follower = MidiClockFollower(
             clock,
             config=FollowConfig(timeout_beats=config.clock_timeout_beats),
             on_start=performer.start,
-            on_stop=performer.stop,
+            on_stop=stop_with_master,
         )
     link_follower = None
     if config.clock == "link":
@@ -287,7 +293,7 @@ async def serve_live(config: LiveConfig) -> None:
             quantum_beats=config.beats_per_bar,
             bpm=config.bpm,
             on_start=performer.start,
-            on_stop=performer.stop,
+            on_stop=stop_with_master,
         )
 
     def can_start() -> str | None:
