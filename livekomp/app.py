@@ -22,7 +22,7 @@ import trio
 
 from livekomp import __version__
 from livekomp.composer import ComposerService, PhraseBuffer, build_composer
-from livekomp.config import LiveConfig
+from livekomp.config import ConfigError, LiveConfig
 from livekomp.inputs.events import ControlEvent, Param
 from livekomp.inputs.mapping import load_mapping
 from livekomp.inputs.midi import serve_midi_in
@@ -34,10 +34,13 @@ from livekomp.music.phrase import ComposedBar
 from livekomp.music.rules import RuleComposer
 from livekomp.music.theory import parse_key
 from livekomp.outputs.audio import AudioError, AudioOut, open_audio_out
+from livekomp.outputs.osc import FeedbackSnapshot, parse_target, serve_feedback
 from livekomp.performer import ControlRouter, Performer, PerformerConfig
 from livekomp.report import RunReport
 from livekomp.timing.clock import MasterClock
 from livekomp.timing.dispatcher import DispatcherError
+from livekomp.timing.follow import FollowConfig, MidiClockFollower, serve_midi_clock_in
+from livekomp.timing.link import LinkFollower, link_available
 from livekomp.timing.sender import OutputSpec, ProcessDispatcher, RecordSpec
 from livekomp.voice.lines import load_responses
 from livekomp.voice.service import SpokenLine, VoiceConfig, VoiceService
@@ -148,7 +151,9 @@ async def serve_live(config: LiveConfig) -> None:
         record=record,
         spin_s=config.spin_us * 1e-6,
         rt_priority=config.rt_priority,
+        nudge_s=config.nudge_ms * 1e-3,
     )
+    follow = config.clock != "internal"
     stats = InputStats()
     report = RunReport(
         {
@@ -181,6 +186,17 @@ async def serve_live(config: LiveConfig) -> None:
     )
     stack = AsyncExitStack()
     voice, audio = await _start_voice(config, clock, mood, report, stack)
+    spoken: dict[str, str] = {}  # the last scene and the line being spoken, for feedback
+    if voice is not None:
+        report_spoken = voice.on_spoken
+
+        def on_spoken(line: SpokenLine) -> None:
+            if report_spoken is not None:
+                report_spoken(line)
+            if line.dropped is None:
+                spoken["say"] = line.text
+
+        voice.on_spoken = on_spoken
 
     def on_bar(bar: ComposedBar, bar_mood: Mood) -> None:
         report.on_bar(bar, bar_mood)
@@ -195,7 +211,9 @@ async def serve_live(config: LiveConfig) -> None:
             beats_per_bar=config.beats_per_bar,
             tonic=tonic,
             lookahead_beats=config.lookahead_beats,
-            clock_out=config.clock_out,
+            # A follower never sends clock: it would echo the master's clock back to it.
+            clock_out=config.clock_out and not follow,
+            follow=follow,
         ),
         on_bar=on_bar,
         duck=voice.duck_at if voice is not None else None,
@@ -206,18 +224,104 @@ async def serve_live(config: LiveConfig) -> None:
 
     def on_line(kind: str, event: ControlEvent) -> None:
         log.info("%s: %r", kind, event.value)
+        if kind == "scene":
+            spoken["scene"] = str(event.value)
         if voice is not None and event.param is Param.SAY:
             voice.on_control(event)  # the voice reports the line once it is placed
         else:
             report.on_line(kind, event)
+            if kind == "say":
+                spoken["say"] = str(event.value)  # no voice: the line as asked for
 
     on_mood = voice.on_control if voice is not None and voice.responses is not None else None
-    router = ControlRouter(
-        performer,
-        on_line=on_line,
-        on_mood=on_mood,
-        on_silence=voice.silence if voice is not None else None,
-    )
+    on_silence = voice.silence if voice is not None else None
+
+    def feedback_snapshot() -> FeedbackSnapshot:
+        now_s = clock.now_s()
+        heard, target = mood.at(now_s), mood.target()
+        bar = beat = None
+        if clock.running and performer.playing:
+            beats_per_bar = config.beats_per_bar
+            # Following, the master's bar numbers; else the take's.
+            position = clock.current_beat() - (0.0 if follow else performer.origin_beat)
+            if position >= 0:
+                bar = int(position // beats_per_bar) + 1
+                beat = int(position % beats_per_bar) + 1
+        outcomes = composer.outcomes
+        return FeedbackSnapshot(
+            valence=heard.valence,
+            arousal=heard.arousal,
+            density=heard.density,
+            intensity=heard.intensity,
+            target_valence=target.valence,
+            target_arousal=target.arousal,
+            tempo_bpm=clock.bpm,
+            playing=performer.playing,
+            bar=bar,
+            beat=beat,
+            scene=spoken.get("scene"),
+            line=spoken.get("say"),
+            composer_fresh=outcomes["fresh"],
+            composer_buffered=outcomes["buffered"],
+            composer_fallbacks=outcomes["fallback"],
+            composer_buffer=None if composer.buffer is None else composer.buffer.fill,
+        )
+
+    def stop_with_master() -> None:
+        """The master stopped (or its clock was lost): the notes and the voice stop."""
+        performer.stop()
+        if voice is not None:
+            voice.silence()
+
+    follower = None
+    if config.clock == "midi":
+        follower = MidiClockFollower(
+            clock,
+            config=FollowConfig(timeout_beats=config.clock_timeout_beats),
+            on_start=performer.start,
+            on_stop=stop_with_master,
+        )
+    link_follower = None
+    if config.clock == "link":
+        if not link_available():
+            raise ConfigError(
+                "clock: 'link' needs LinkPython-extern: pip install -c constraints.txt "
+                "LinkPython-extern"
+            )
+        link_follower = LinkFollower(
+            clock,
+            quantum_beats=config.beats_per_bar,
+            bpm=config.bpm,
+            on_start=performer.start,
+            on_stop=stop_with_master,
+        )
+
+    def can_start() -> str | None:
+        if follower is not None and not follower.running:
+            return "the MIDI clock master is stopped; start it there"
+        return None
+
+    def on_tempo(bpm: float) -> None:
+        log.info("tempo %.1f BPM ignored: the MIDI clock master keeps the tempo", bpm)
+
+    if link_follower is not None:
+        router = ControlRouter(
+            performer,
+            on_line=on_line,
+            on_mood=on_mood,
+            on_silence=on_silence,
+            on_tempo=link_follower.propose_tempo,
+            on_transport=link_follower.propose_playing,
+        )
+    else:
+        router = ControlRouter(
+            performer,
+            on_line=on_line,
+            on_mood=on_mood,
+            on_silence=on_silence,
+            can_start=can_start if follower is not None else None,
+            on_tempo=on_tempo if follower is not None else None,
+        )
     send, receive = trio.open_memory_channel[ControlEvent](256)
     try:
         await trio.to_thread.run_sync(dispatcher.start)
@@ -250,14 +354,32 @@ async def serve_live(config: LiveConfig) -> None:
             )
             log.info("MIDI in: %s", midi_in)
             send.close()
+            if follower is not None:
+                clock_in = await nursery.start(
+                    partial(serve_midi_clock_in, config.midi_clock_in, follower, api=api)
+                )
+                log.info("MIDI clock in: %s (livekomp follows it)", clock_in)
+            if link_follower is not None:
+                await nursery.start(link_follower.serve)
             if voice is not None:
                 await nursery.start(voice.serve)
-            await nursery.start(performer.serve)
+            await nursery.start(partial(performer.serve, autostart=not follow))
+            if config.feedback is not None:
+                await nursery.start(
+                    partial(
+                        serve_feedback,
+                        parse_target(config.feedback),
+                        feedback_snapshot,
+                        rate_hz=config.feedback_rate_hz,
+                    )
+                )
             log.info(
-                "listening for OSC on %s:%s; playing at %.1f BPM in %s, %d/4",
+                "listening for OSC on %s:%s; %s in %s, %d/4",
                 config.osc_host,
                 osc_port,
-                config.bpm,
+                {"midi": "following the MIDI clock", "link": "following the Link session"}.get(
+                    config.clock, f"playing at {config.bpm:.1f} BPM"
+                ),
                 config.key,
                 config.beats_per_bar,
             )

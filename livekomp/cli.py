@@ -8,6 +8,7 @@ import logging
 import runpy
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,12 @@ SERVE_FLAGS: dict[str, str] = {
     "record": "record",
     "summary": "summary",
     "rt_priority": "rt_priority",
+    "clock": "clock",
+    "midi_clock_in": "midi_clock_in",
+    "clock_timeout_beats": "clock_timeout_beats",
+    "nudge_ms": "nudge_ms",
+    "feedback": "feedback",
+    "feedback_rate_hz": "feedback_rate_hz",
     "voice": "voice",
     "voice_fallback": "voice_fallback",
     "voice_model": "voice_model",
@@ -251,8 +258,72 @@ def _parser() -> argparse.ArgumentParser:
     _voice_flags(serve, defaults=False)
     _add_composer_flags(serve, live=True)
 
+    serve.add_argument(
+        "--clock",
+        choices=["internal", "midi", "link"],
+        help="who keeps time: internal (livekomp, the default), midi (follow MIDI clock, "
+        "e.g. from Ableton), link (join an Ableton Link session)",
+    )
+    serve.add_argument(
+        "--midi-clock-in",
+        metavar="NAME",
+        help="with --clock midi: the port the clock comes in on (default: a virtual input "
+        "'clock in')",
+    )
+    serve.add_argument(
+        "--clock-timeout-beats",
+        type=float,
+        help="following: keep time this many beats after the clock stops, then release all "
+        "notes and wait (default 4)",
+    )
+    serve.add_argument(
+        "--nudge-ms",
+        type=float,
+        help="latency compensation: send MIDI this many ms later (negative: earlier) so it "
+        "lands with the DAW's audio (default 0)",
+    )
+
+    serve.add_argument(
+        "--feedback",
+        metavar="HOST:PORT",
+        help="send OSC feedback (mood, tempo, bar, beat, scene, line, composer health) to the "
+        "controller there, e.g. the TouchOSC device's address and its receive port",
+    )
+    serve.add_argument(
+        "--feedback-rate-hz", type=float, help="feedback updates a second (default 10)"
+    )
+
     ports = commands.add_parser("ports", help="list the MIDI ports livekomp can see")
     ports.add_argument("--midi-api", default="auto", choices=["auto", "jack", "alsa", "coremidi"])
+
+    layout = commands.add_parser(
+        "layout", help="write a controller layout generated from mapping files"
+    )
+    layout.add_argument("kind", choices=["touchosc"], help="the layout format")
+    layout.add_argument(
+        "--mapping",
+        action="append",
+        metavar="FILE",
+        help="mapping file or preset name (repeatable; default: touchosc)",
+    )
+    layout.add_argument("--out", type=Path, required=True, help="the .tosc file to write")
+
+    learn = commands.add_parser(
+        "learn", help="MIDI learn: move each control when asked; writes a mapping file"
+    )
+    learn.add_argument("--out", type=Path, required=True, help="mapping file to write (.toml)")
+    learn.add_argument(
+        "--midi-in", metavar="NAME", help="controller port (default: a virtual input 'learn in')"
+    )
+    learn.add_argument("--midi-api", default="auto", choices=["auto", "jack", "alsa", "coremidi"])
+    learn.add_argument(
+        "--params",
+        help="comma-separated parameters to ask for, in order (default: valence, arousal, "
+        "density, intensity, tempo, start, stop, panic)",
+    )
+    learn.add_argument(
+        "--timeout-s", type=float, help="give up on a parameter after this long (default: wait)"
+    )
 
     bench = commands.add_parser("bench", help="run tools/bench.py (from a source checkout)")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for tools/bench.py")
@@ -405,6 +476,52 @@ def _run_ports(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_layout(args: argparse.Namespace) -> int:
+    from livekomp.inputs.mapping import load_mapping
+    from livekomp.touchosc import write_layout
+
+    mapping = load_mapping(args.mapping or ["touchosc"])
+    layout = write_layout(mapping, args.out)
+    controls = sum(len(names) for names in layout.controls.values())
+    print(f"wrote {args.out}: {controls} controls for {len(layout.controls)} OSC addresses")
+    for address, why in layout.skipped.items():
+        print(f"  not laid out: {address}: {why}")
+    return 0
+
+
+def _run_learn(args: argparse.Namespace) -> int:
+    from livekomp.inputs.events import Param
+    from livekomp.learn import DEFAULT_PARAMS, run_learn
+    from livekomp.midiports import choose_api
+
+    params = DEFAULT_PARAMS
+    if args.params:
+        try:
+            params = tuple(Param(name.strip()) for name in args.params.split(","))
+        except ValueError as exc:
+            from livekomp.config import ConfigError
+
+            raise ConfigError(f"--params: {exc}") from None
+    if args.out.exists():
+        raise FileExistsError(f"{args.out} exists; choose another --out (or remove it)")
+    api = choose_api(args.midi_api)
+    learned = trio.run(
+        partial(
+            run_learn,
+            args.out,
+            port_name=args.midi_in,
+            api=api,
+            params=params,
+            timeout_s=args.timeout_s,
+        )
+    )
+    if not learned:
+        print("nothing was learned; no file written", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}: {len(learned)} controls")
+    return 0
+
+
 def _run_bench(args: argparse.Namespace) -> int:
     script = Path(__file__).resolve().parents[1] / "tools" / "bench.py"
     if not script.exists():
@@ -419,6 +536,8 @@ COMMANDS = {
     "generate": _run_generate,
     "serve": _run_serve,
     "ports": _run_ports,
+    "layout": _run_layout,
+    "learn": _run_learn,
     "bench": _run_bench,
 }
 

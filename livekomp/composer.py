@@ -92,6 +92,12 @@ class PhraseBuffer:
         self.resolution = resolution
         self._bars: dict[tuple[int, int], deque[tuple[BarRequest, ComposedBar]]] = {}
 
+    @property
+    def fill(self) -> float:
+        """How full the buffer is, 0..1 (bars held over the most it can hold)."""
+        held = sum(len(entries) for entries in self._bars.values())
+        return held / (self.depth * self.cells)
+
     def cell(self, request: BarRequest) -> tuple[int, int]:
         return (round(request.valence / self.resolution), round(request.arousal / self.resolution))
 

@@ -47,6 +47,9 @@ def read_toml(
         raise error(f"{shown}: not valid TOML: {exc}") from None
 
 
+CLOCK_SOURCES = ("internal", "midi", "link")
+
+
 @dataclass(frozen=True, slots=True)
 class LiveConfig:
     """Everything `livekomp serve` needs."""
@@ -68,6 +71,12 @@ class LiveConfig:
     summary: str | None = None  # write a run summary (bars, inputs, composer) here on exit
     rt_priority: int = 3  # SCHED_FIFO priority of the send thread; keep below the audio server
     spin_us: float = 200.0  # how long before a deadline the send thread stops sleeping and spins
+    clock: str = "internal"  # internal (livekomp is the master), midi (follow MIDI clock), link
+    midi_clock_in: str | None = None  # the port MIDI clock comes in on; None: a virtual input
+    clock_timeout_beats: float = 4.0  # following: keep time this long after the ticks stop
+    nudge_ms: float = 0.0  # shift every MIDI message by this much (negative: earlier)
+    feedback: str | None = None  # "HOST:PORT" to send OSC feedback to (the controller); None: off
+    feedback_rate_hz: float = 10.0  # feedback snapshots a second (only changes are sent)
     voice: str = "piper"  # piper, espeak-ng, coqui, or "none" for no voice
     voice_fallback: str | None = "espeak-ng"  # speaks when the voice is missing or fails
     voice_model: str | None = None  # a piper .onnx or a Coqui model (default: the joe voice)
@@ -104,6 +113,9 @@ class LiveConfig:
             "slew_s": 0 <= self.slew_s <= 60,
             "rt_priority": 0 <= self.rt_priority <= 99,
             "spin_us": 0 <= self.spin_us <= 5000,
+            "clock_timeout_beats": 0 < self.clock_timeout_beats <= 64,
+            "nudge_ms": -500 <= self.nudge_ms <= 500,
+            "feedback_rate_hz": 0.5 <= self.feedback_rate_hz <= 100,
             "composer": self.composer in COMPOSERS,
             "device": self.device in ("auto", "cpu", "cuda", "mps"),
             "runtime": self.runtime in ("torch", "onnx"),
@@ -117,6 +129,15 @@ class LiveConfig:
         for key, ok in checks.items():
             if not ok:
                 raise ConfigError(f"{key}: {getattr(self, key)!r} is out of range")
+        if self.clock not in CLOCK_SOURCES:
+            raise ConfigError(f"clock: {self.clock!r}; choose {', '.join(CLOCK_SOURCES)}")
+        if self.feedback is not None:
+            from livekomp.outputs.osc import parse_target
+
+            try:
+                parse_target(self.feedback)
+            except ValueError as exc:
+                raise ConfigError(f"feedback: {exc}") from None
         try:
             parse_key(self.key)
         except ValueError as exc:

@@ -34,6 +34,8 @@ log = logging.getLogger("livekomp.performer")
 # beat 0 (the MIDI spec: the first clock after Start is the first beat).
 START_LEAD_BEATS = 0.25 / messages.CLOCK_TICKS_PER_BEAT
 END_MARGIN_BEATS = 1.0 / messages.CLOCK_TICKS_PER_BEAT
+# Following a master, a take starts no sooner than a lookahead and this much from now.
+FOLLOW_MARGIN_BEATS = 0.25
 
 
 class Dispatch(Protocol):
@@ -51,6 +53,9 @@ class PerformerConfig:
     clock_out: bool = True  # send MIDI clock (0xF8, Start, Stop) with the notes
     preroll_s: float = 0.25  # time from "start" to beat 0 beyond the lookahead
     release_lead_beats: float = 0.125  # how long before its beat a note goes to the dispatcher
+    # The clock follows an external master (MIDI clock, Link): a take starts on the master's
+    # next bar line that can still be composed in time, and the performer never moves the clock.
+    follow: bool = False
 
     def __post_init__(self) -> None:
         if not 1 <= self.beats_per_bar <= 16:
@@ -149,11 +154,17 @@ class Performer:
         self._start_requested = trio.Event()
 
     @property
+    def origin_beat(self) -> float:
+        """The beat of bar 0 of the current (or last) take."""
+        return self._origin_beat
+
+    @property
     def playing(self) -> bool:
-        return self._play_scope is not None
+        return self._play_scope is not None and not self._play_scope.cancel_called
 
     def start(self) -> None:
-        """Start from bar 0 (from the trio thread). Ignored while already playing."""
+        """Start from bar 0 (from the trio thread). Ignored while already playing; a start
+        right after a stop (before the performer has wound down) is kept for afterwards."""
         if not self.playing:
             self._start_requested.set()
 
@@ -188,6 +199,9 @@ class Performer:
         while True:
             await self._start_requested.wait()
             self._start_requested = trio.Event()
+            if self.config.follow and not self.clock.running:
+                log.info("start: waiting for the master's clock")
+                continue
             self._start_clock()
             if autostart:
                 task_status.started()
@@ -202,6 +216,14 @@ class Performer:
         recording of the whole evening keeps its takes in order instead of on top of each other.
         """
         config = self.config
+        if config.follow:
+            # The master's beat 0 is a bar line: start on the first bar line far enough ahead
+            # to be composed in time.
+            earliest = self.clock.current_beat() + config.lookahead_beats + FOLLOW_MARGIN_BEATS
+            bars = math.ceil(earliest / config.beats_per_bar - 1e-9)
+            self._origin_beat = float(bars * config.beats_per_bar)
+            log.info("following: bar 0 of this take is the master's beat %g", self._origin_beat)
+            return
         if self.clock.running:
             bars_done = math.ceil(self._planned_until / config.beats_per_bar - 1e-9)
             self._origin_beat = float((bars_done + 1) * config.beats_per_bar)
@@ -309,11 +331,21 @@ class ControlRouter:
         performer: Performer,
         *,
         on_line: Callable[[str, ControlEvent], None] | None = None,
+        can_start: Callable[[], str | None] | None = None,
+        on_tempo: Callable[[float], None] | None = None,
+        on_transport: Callable[[bool], None] | None = None,
         on_mood: Callable[[ControlEvent], None] | None = None,
         on_silence: Callable[[], None] | None = None,
     ) -> None:
+        """For a clock that follows others: `can_start` says why a start cannot happen now
+        (None: it can); `on_tempo` takes tempo changes instead of the clock, and
+        `on_transport` start (True) and stop (False) instead of the performer (a Link follower
+        proposes them to the session, whose answer then moves the performer)."""
         self.performer = performer
         self.on_line = on_line
+        self.can_start = can_start
+        self.on_tempo = on_tempo
+        self.on_transport = on_transport
         self.on_mood = on_mood  # told of each mood word or intent understood (voice responses)
         self.on_silence = on_silence  # stop and panic: the voice stops too
         self.unhandled = 0
@@ -323,8 +355,16 @@ class ControlRouter:
         performer = self.performer
         clock = performer.clock
         match event.param:
+            case Param.START | Param.STOP if self.on_transport is not None:
+                self.on_transport(event.param is Param.START)
+                if event.param is Param.STOP and self.on_silence is not None:
+                    self.on_silence()
             case Param.START:
-                performer.start()
+                why_not = None if self.can_start is None else self.can_start()
+                if why_not is None:
+                    performer.start()
+                else:
+                    log.info("start ignored: %s", why_not)
             case Param.STOP:
                 performer.stop()
                 if self.on_silence is not None:
@@ -335,6 +375,9 @@ class ControlRouter:
                     self.on_silence()
             case Param.TEMPO:
                 assert isinstance(event.value, int | float)
+                if self.on_tempo is not None:
+                    self.on_tempo(float(event.value))
+                    return
                 from_beat = clock.set_tempo(float(event.value), event.at_beat)
                 log.info("tempo %.1f BPM from beat %g", event.value, from_beat)
             case Param.SAY | Param.SCENE:

@@ -31,6 +31,10 @@ def test_ints_are_fine_where_floats_are_expected_but_not_the_reverse(tmp_path):
         ("serve = 3\n", "stage.toml: serve: expected a [serve] table"),
         ("[serve\n", "stage.toml: not valid TOML"),
         ('[serve]\nmappings = "touchosc"\n', "serve.mappings: 'touchosc' is not a valid value"),
+        ('[serve]\nclock = "ptp"\n', "stage.toml: clock: 'ptp'; choose internal, midi, link"),
+        ("[serve]\nclock_timeout_beats = 0\n", "clock_timeout_beats: 0.0 is out of range"),
+        ("[serve]\nnudge_ms = 900\n", "nudge_ms: 900.0 is out of range"),
+        ('[serve]\nfeedback = "tablet"\n', "feedback: feedback target must be HOST:PORT"),
     ],
 )
 def test_bad_files_name_file_and_key(tmp_path, text, message):
@@ -44,6 +48,17 @@ def test_bad_files_name_file_and_key(tmp_path, text, message):
 def test_a_missing_file_is_named(tmp_path):
     with pytest.raises(ConfigError, match="no such config file"):
         load_live_config(tmp_path / "nope.toml", {})
+
+
+def test_clock_sync_settings_from_a_file(tmp_path):
+    config_file = tmp_path / "stage.toml"
+    config_file.write_text(
+        '[serve]\nclock = "midi"\nmidi_clock_in = "Ableton"\nnudge_ms = -12\n'
+        'feedback = "192.168.1.20:9001"\n'
+    )
+    config = load_live_config(config_file, {"clock_timeout_beats": 8.0})
+    assert (config.clock, config.midi_clock_in, config.nudge_ms) == ("midi", "Ableton", -12.0)
+    assert config.feedback == "192.168.1.20:9001" and config.clock_timeout_beats == 8.0
 
 
 def test_voice_settings_from_the_file_and_flags(tmp_path):

@@ -17,6 +17,7 @@ lives in the child) as p50/p99/max in ms, and each sender's ratio against the tr
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import math
 import multiprocessing
@@ -414,6 +415,272 @@ def format_clock(result: dict) -> str:
     )
 
 
+# -- following a MIDI clock master ---------------------------------------------------------------
+
+
+def _percentiles_ms(values_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(values_ms)
+    if not ordered:
+        return {"count": 0}
+
+    def pick(q: float) -> float:
+        return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+    return {
+        "count": len(ordered),
+        "p50_ms": pick(0.50),
+        "p99_ms": pick(0.99),
+        "max_ms": ordered[-1],
+        "mean_ms": sum(ordered) / len(ordered),
+    }
+
+
+def bench_follow(
+    tempi: list[float], bars_each: int, jitter_ms: float, nudge_ms: float = 0.0
+) -> dict:
+    """A JACK MIDI clock master (a peer in this process) plays `bars_each` bars at each tempo in
+    turn; `livekomp serve --clock midi` follows it while jack_midi_dump hears both.
+
+    Measured: (1) in this process, a `TickFilter` fed by a JACK input stamped in the MIDI
+    callback, as the server's is: the tempo error one bar after each start or jump, and how
+    many beats after a jump the tempo stays within 0.1 BPM; (2) from the dump (one JACK frame
+    counter for both): the phase error of every livekomp note-on against the master's tick on
+    the same sixteenth, outside the first beat after each jump (p50/p99/max of |error|, and the
+    mean signed error, the constant part a `--nudge-ms` would take away). Needs a running JACK
+    server; JACK delivers at period boundaries, so the period (jack_bufsize) bounds resolution.
+    """
+    import subprocess
+    import tempfile
+
+    import rtmidi
+
+    from livekomp.timing.follow import TickFilter
+    from tests.live.peers import ClockMaster, MidiDump, Serve, connect, master_beats
+    from tests.live.test_follow_jack import note_positions, phase_errors_ms
+
+    bufsize = subprocess.run(["jack_bufsize"], capture_output=True, text=True).stdout.split()
+    folder = Path(tempfile.mkdtemp(prefix="livekomp-bench-follow-"))
+    master = ClockMaster(f"lkbm{os.getpid()}", jitter_s=jitter_ms * 1e-3, seed=7)
+    listener = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=f"lkbl{os.getpid()}")
+    listener.open_virtual_port("in")
+    listener.ignore_types(timing=False)
+    stamps: list[float] = []
+    listener.set_callback(
+        lambda event, _: stamps.append(time.perf_counter()) if event[0][0] == 0xF8 else None
+    )
+    dump = MidiDump(folder, f"lkbd{os.getpid()}")
+    args = ["--clock", "midi", "--midi-clock-in", master.port, "--nudge-ms", str(nudge_ms)]
+    serve = Serve(folder, *args)
+    ticks_per_bar = 96
+    try:
+        connect(serve.port_label(), dump.port)
+        connect(master.port, dump.port)
+        connect(master.port, f"lkbl{os.getpid()}:in")
+        serve.wait_for("listening for OSC")
+        script: list[tuple] = [("ticks", tempi[0], 48), ("start",)]
+        script += [("ticks", bpm, ticks_per_bar * bars_each) for bpm in tempi]
+        script.append(("stop",))
+        master.play(script)
+        master.wait(timeout_s=600)
+        time.sleep(0.5)
+        serve.stop()
+        time.sleep(0.3)
+    finally:
+        serve.kill()
+        dump.close()
+        master.close()
+        listener.delete()
+
+    # (1) the filter, on what a JACK input hears
+    tick_filter = TickFilter()
+    fits = [tick_filter.add(t) for t in stamps]
+    segments = []
+    first = 48
+    for i, bpm in enumerate(tempi):
+        start = first + i * ticks_per_bar * bars_each
+        end = start + ticks_per_bar * bars_each
+        if end > len(fits):
+            break
+        within = end
+        for j in range(end - 1, start - 1, -1):
+            if abs(fits[j].bpm - bpm) > 0.1:
+                break
+            within = j
+        segments.append(
+            {
+                "bpm": bpm,
+                "tempo_error_after_one_bar_bpm": fits[start + ticks_per_bar - 1].bpm - bpm,
+                "beats_until_within_0.1_bpm": (within - start + 1) / 24,
+                "tempo_error_at_end_bpm": fits[end - 1].bpm - bpm,
+            }
+        )
+
+    # (1b) the phase the follower predicts: each tick's time from the line through the ticks
+    # before it (the map a note on that tick is sent by), against when the master sent it.
+    # A tick JACK lost (an xrun on this busy machine) is matched by time, not by order: each
+    # stamp belongs to the last tick sent before it.
+    sent_s = [t for t, data in master.sent if data == b"\xf8"]
+    ideal_s = master.ideal_tick_s  # the master's grid, its own jitter and lateness aside
+    prediction_ms: list[float] = []
+    ideal_ms: list[float] = []
+    jump_ticks = [first + i * ticks_per_bar * bars_each for i in range(1, len(tempi))]
+    replay = TickFilter()
+    previous_match: int | None = None
+    for stamp_s in stamps:
+        match = bisect.bisect_right(sent_s, stamp_s) - 1
+        line = replay._line
+        steady = len(replay._window) >= replay.config.acquire_ticks and not replay._suspects
+        near_jump = any(j <= match < j + 24 for j in jump_ticks)
+        if (
+            previous_match is not None
+            and match > previous_match
+            and line is not None
+            and steady
+            and match >= first
+            and not near_jump
+        ):
+            origin_s, period_s = line
+            predicted_s = origin_s + period_s * (replay.count + match - previous_match)
+            prediction_ms.append((predicted_s - sent_s[match]) * 1e3)
+            ideal_ms.append((predicted_s - ideal_s[match]) * 1e3)
+        replay.add(stamp_s)
+        previous_match = match
+    mean_ms = sum(prediction_ms) / len(prediction_ms) if prediction_ms else math.nan
+    ideal_mean_ms = sum(ideal_ms) / len(ideal_ms) if ideal_ms else math.nan
+    prediction = {
+        "mean_ms": mean_ms,  # the transport's latency: constant, what a nudge takes away
+        "around_mean": _percentiles_ms([abs(e - mean_ms) for e in prediction_ms]),
+        "vs_ideal_mean_ms": ideal_mean_ms,
+        "vs_ideal_around_mean": _percentiles_ms([abs(e - ideal_mean_ms) for e in ideal_ms]),
+    }
+
+    # (2) the live server's notes against the master's ticks
+    events = dump.events()
+    ticks = master_beats(events, infer_lost=True)
+    notes = note_positions(events, ticks)
+    beats_each = 4 * bars_each
+    jumps = [(i * beats_each, i * beats_each + 1.0) for i in range(1, len(tempi))]
+    steady = phase_errors_ms(notes, ticks, skip=jumps)
+    in_jumps = [
+        (frame, beat)
+        for frame, beat in notes
+        if any(lo <= round(beat * 4) / 4 < hi for lo, hi in jumps)
+    ]
+    after_jumps = phase_errors_ms(in_jumps, ticks)
+    return {
+        "tempi": tempi,
+        "bars_each": bars_each,
+        "jitter_ms": jitter_ms,
+        "nudge_ms": nudge_ms,
+        "jack_period_frames": int(bufsize[0]) if bufsize and bufsize[0].isdigit() else None,
+        "ticks_heard": len(stamps),
+        "filter": segments,
+        "predicted_phase": prediction,
+        "phase_abs": _percentiles_ms([abs(e) for e in steady]),
+        "phase_signed_mean_ms": sum(steady) / len(steady) if steady else math.nan,
+        "phase_after_jumps_max_ms": max((abs(e) for e in after_jumps), default=math.nan),
+        "folder": str(folder),
+    }
+
+
+def format_follow(result: dict) -> str:
+    lines = [
+        f"following a JACK MIDI clock master: {', '.join(f'{b:g}' for b in result['tempi'])} BPM, "
+        f"{result['bars_each']} bars each, master jitter ±{result['jitter_ms'] / 2:g} ms, "
+        f"nudge {result['nudge_ms']:g} ms ({result['ticks_heard']} ticks heard; JACK period "
+        f"{result['jack_period_frames']} frames at 48 kHz)",
+        "tempo (tick filter on a JACK input):",
+    ]
+    for seg in result["filter"]:
+        lines.append(
+            f"  {seg['bpm']:6.1f} BPM: error after one bar "
+            f"{seg['tempo_error_after_one_bar_bpm']:+.3f} BPM, within 0.1 BPM after "
+            f"{seg['beats_until_within_0.1_bpm']:.2f} beats, "
+            f"at the end {seg['tempo_error_at_end_bpm']:+.3f} BPM"
+        )
+    pred = result["predicted_phase"]
+    around = pred["around_mean"]
+    if around.get("count"):
+        lines.append(
+            f"phase the follower predicts for each tick vs the master's send time "
+            f"({around['count']} ticks, first beat after each jump aside): "
+            f"mean {pred['mean_ms']:+.3f} ms (latency of the JACK transport), "
+            f"around it p50 {around['p50_ms']:.3f} / p99 "
+            f"{around['p99_ms']:.3f} / max {around['max_ms']:.3f} ms"
+        )
+    ideal = pred["vs_ideal_around_mean"]
+    if ideal.get("count"):
+        lines.append(
+            f"  the same against the master's ideal grid (its own jitter and lateness aside): "
+            f"mean {pred['vs_ideal_mean_ms']:+.3f} ms, around it p50 {ideal['p50_ms']:.3f} / "
+            f"p99 {ideal['p99_ms']:.3f} / max {ideal['max_ms']:.3f} ms"
+        )
+    phase = result["phase_abs"]
+    if phase.get("count"):
+        lines.append(
+            f"phase of livekomp's notes vs the master's ticks in the dump, quantized to JACK "
+            f"periods ({phase['count']} notes, first beat "
+            f"after each jump aside): |error| p50 {phase['p50_ms']:.3f} / p99 {phase['p99_ms']:.3f}"
+            f" / max {phase['max_ms']:.3f} ms; mean signed {result['phase_signed_mean_ms']:+.3f} ms"
+        )
+    lines.append(
+        f"in the first beat after a jump: max |error| {result['phase_after_jumps_max_ms']:.1f} ms"
+    )
+    return "\n".join(lines)
+
+
+# -- Ableton Link: phase agreement with another peer ----------------------------------------
+
+
+def bench_link(seconds_each: float) -> dict:
+    """livekomp and a second Link peer in a network namespace (root; see
+    tests/live/link_scenario.py): the phase of livekomp's notes on the peer's beat timeline,
+    heard on a JACK input, at 100 then 130 BPM (the first beat after the change aside)."""
+    import subprocess
+    import tempfile
+
+    from tests.live.link_scenario import netns_command
+
+    folder = Path(tempfile.mkdtemp(prefix="livekomp-bench-link-"))
+    out = folder / "link.json"
+    script = Path(__file__).resolve().parents[1] / "tests" / "live" / "link_scenario.py"
+    subprocess.run(
+        netns_command([sys.executable, str(script), str(out), str(seconds_each)]),
+        timeout=120 + 3 * seconds_each,
+        check=True,
+    )
+    result = json.loads(out.read_text())
+    if not result.get("ok"):
+        raise RuntimeError(f"the Link scenario failed; see {out}")
+    steady = [n["error_ms"] for n in result["notes"] if not 0 <= n["after_change_s"] < 1.0]
+    ordered = sorted(steady)
+    median_ms = ordered[len(ordered) // 2]
+    return {
+        "seconds_each": seconds_each,
+        "peers_found_s": result["peers_found_s"],
+        "notes": len(steady),
+        "phase_median_ms": median_ms,  # JACK's transport latency to the listener, mostly
+        "phase_around_median": _percentiles_ms([abs(e - median_ms) for e in steady]),
+        "phase_abs": _percentiles_ms([abs(e) for e in steady]),
+        "tempo_followed": bool(result["tempo_100"] and result["tempo_130"]),
+        "folder": str(folder),
+    }
+
+
+def format_link(result: dict) -> str:
+    around, absolute = result["phase_around_median"], result["phase_abs"]
+    return "\n".join(
+        [
+            f"Link: livekomp's notes on the other peer's beat grid ({result['notes']} notes, "
+            f"{result['seconds_each']:g} s at 100 then 130 BPM)",
+            f"|error| p50 {absolute['p50_ms']:.3f} / p99 {absolute['p99_ms']:.3f} / max "
+            f"{absolute['max_ms']:.3f} ms; median {result['phase_median_ms']:+.3f} ms (JACK "
+            f"transport to the listener); around it p50 {around['p50_ms']:.3f} / p99 "
+            f"{around['p99_ms']:.3f} ms",
+        ]
+    )
+
+
 # -- rehearsal speed ---------------------------------------------------------------------------
 
 
@@ -710,6 +977,21 @@ def main(argv: list[str] | None = None) -> int:
     clock.add_argument("--bpm", type=float, default=120.0)
     clock.add_argument("--seconds", type=float, default=12.0)
     clock.add_argument("--json", type=Path, help="also write the result here as JSON")
+    follow = commands.add_parser(
+        "follow", help="following a JACK MIDI clock master: tempo error, recovery, phase"
+    )
+    follow.add_argument("--tempi", type=float, nargs="+", default=[90.0, 140.0, 100.0])
+    follow.add_argument("--bars-each", type=int, default=4)
+    follow.add_argument(
+        "--jitter-ms", type=float, default=1.0, help="master tick jitter, peak-to-peak"
+    )
+    follow.add_argument("--nudge-ms", type=float, default=0.0)
+    follow.add_argument("--json", type=Path, help="also write the result here as JSON")
+    link_parser = commands.add_parser(
+        "link", help="Ableton Link: phase agreement with another peer (network namespace, root)"
+    )
+    link_parser.add_argument("--seconds-each", type=float, default=8.0)
+    link_parser.add_argument("--json", type=Path, help="also write the result here as JSON")
     rehearse_parser = commands.add_parser("rehearse", help="rehearsal speed against real time")
     rehearse_parser.add_argument(
         "setlists",
@@ -763,6 +1045,18 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command == "rehearse":
         print(format_rehearse(bench_rehearse(args.setlists, args.repeats)))
+        return 0
+    if args.command == "link":
+        result = bench_link(args.seconds_each)
+        print(format_link(result))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
+        return 0
+    if args.command == "follow":
+        result = bench_follow(args.tempi, args.bars_each, args.jitter_ms, args.nudge_ms)
+        print(format_follow(result))
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=2) + "\n")
         return 0
     if args.command == "clock":
         result = bench_clock(args.bpm, args.seconds)

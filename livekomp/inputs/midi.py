@@ -12,7 +12,9 @@ that name is taken) and a virtual input appears as "livekomp:livekomp in".
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Sequence
+from functools import partial
 
 import rtmidi
 import trio
@@ -22,11 +24,14 @@ from livekomp.inputs.mapping import InputError, Mapping
 from livekomp.inputs.stats import InputStats
 from livekomp.midiports import CLIENT_NAME
 
+log = logging.getLogger("livekomp.midi")
+
 VIRTUAL_PORT_NAME = "livekomp in"
 # Messages between rtmidi's thread and the mapper. A fader sweep is ~130 messages; the mapper
 # keeps up easily, so this only fills if trio is stalled.
 QUEUE_SIZE = 1024
 TRANSPORT = "midi"
+CONTROL_IGNORE = {"sysex": True, "timing": True, "active_sense": True}
 
 
 class MidiPortNotFound(OSError):
@@ -80,11 +85,57 @@ def _open_input(port_name: str | None, api: int, virtual_name: str) -> tuple[rtm
             midi_in.open_port(index, virtual_name)
             opened = ports[index]
         # Clock and active sensing arrive 24×/beat and 3×/s; the clock follower has its own port.
-        midi_in.ignore_types(sysex=True, timing=True, active_sense=True)
+        midi_in.ignore_types(**CONTROL_IGNORE)
     except BaseException:
         midi_in.delete()
         raise
     return midi_in, opened
+
+
+def _reopen_input(
+    midi_in: rtmidi.MidiIn, port: str, virtual_name: str, callback: object, ignore: dict
+) -> bool:
+    """Reconnect `midi_in` to the port named `port` after it came back; False if it is gone."""
+    ports = midi_in.get_ports()
+    if port not in ports:
+        return False
+    midi_in.cancel_callback()
+    midi_in.close_port()
+    midi_in.open_port(ports.index(port), virtual_name)
+    midi_in.ignore_types(**ignore)
+    midi_in.set_callback(callback)
+    return True
+
+
+async def keep_input_open(
+    midi_in: rtmidi.MidiIn,
+    port: str,
+    virtual_name: str,
+    callback: object,
+    *,
+    ignore: dict,
+    what: str = "MIDI input",
+    period_s: float = 1.0,
+) -> None:
+    """Hot-plug: watch the port `midi_in` reads (an existing one, by its full name) until
+    cancelled; when it disappears say so once, when it is back reopen it and say so."""
+    present = True
+    while True:
+        await trio.sleep(period_s)
+        try:
+            ports = await trio.to_thread.run_sync(midi_in.get_ports)
+        except rtmidi.RtMidiError as err:
+            log.warning("%s: cannot list ports: %s", what, err)
+            continue
+        if present and port not in ports:
+            present = False
+            log.warning("%s %s is gone; it is reopened when it comes back", what, port)
+        elif not present and port in ports:
+            present = await trio.to_thread.run_sync(
+                _reopen_input, midi_in, port, virtual_name, callback, ignore
+            )
+            if present:
+                log.warning("%s %s is back: reopened", what, port)
 
 
 def _close_input(midi_in: rtmidi.MidiIn) -> None:
@@ -127,12 +178,26 @@ async def serve_midi_in(
     midi_in, opened = await trio.to_thread.run_sync(_open_input, port_name, api, virtual_name)
     try:
         midi_in.set_callback(on_message)
-        task_status.started(opened)
-        async with raw_receive:
-            async for message in raw_receive:
-                for event in events_from_midi(mapping, message, stats):
-                    await send_channel.send(event)
-                    stats.count(TRANSPORT, "dispatched")
+        async with trio.open_nursery() as nursery:
+            if port_name is not None:  # an existing port may be unplugged and come back
+                nursery.start_soon(
+                    partial(
+                        keep_input_open,
+                        midi_in,
+                        opened,
+                        virtual_name,
+                        on_message,
+                        ignore=CONTROL_IGNORE,
+                        what="MIDI input",
+                    )
+                )
+            task_status.started(opened)
+            async with raw_receive:
+                async for message in raw_receive:
+                    for event in events_from_midi(mapping, message, stats):
+                        await send_channel.send(event)
+                        stats.count(TRANSPORT, "dispatched")
+            nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
             await trio.to_thread.run_sync(_close_input, midi_in)

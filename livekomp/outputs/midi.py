@@ -87,6 +87,9 @@ class RtMidiOutput:
 
     def __init__(self, port_name: str | None, *, api: int) -> None:
         self.api = api
+        self.existing = port_name is not None  # an existing port can vanish and come back
+        self.lost = False  # it vanished: sends are dropped until `reopen`
+        self.dropped = 0
         try:
             self._midi_out = rtmidi.MidiOut(api, name=CLIENT_NAME)
         except rtmidi.RtMidiError as err:
@@ -159,7 +162,27 @@ class RtMidiOutput:
             f"available: {available}"
         )
 
+    def present(self) -> bool:
+        """Whether the existing port we play into is still there (a quick query, ~20 µs)."""
+        try:
+            return self.port_label in self._midi_out.get_ports()
+        except rtmidi.RtMidiError:
+            return False
+
+    def reopen(self) -> None:
+        """Connect again to the existing port after it came back (hot-plug)."""
+        ports = self._midi_out.get_ports()
+        try:
+            self._midi_out.close_port()
+            self._midi_out.open_port(ports.index(self.port_label))
+        except (ValueError, rtmidi.RtMidiError) as err:
+            raise MidiPortError(f"cannot reopen {self.port_label}: {err}") from err
+        self.lost = False
+
     def send(self, data: bytes, beat: float) -> None:
+        if self.lost:
+            self.dropped += 1
+            return
         try:
             self._midi_out.send_message(data)
         except rtmidi.RtMidiError as err:

@@ -30,6 +30,9 @@ def _microseconds_per_beat(bpm: float) -> int:
     return round(60_000_000 / bpm)
 
 
+TEMPO_RESOLUTION_BPM = 0.02
+
+
 class MidiFileRecorder:
     """A MIDI sink that writes `path` when closed. Thread-safe: the dispatcher thread sends."""
 
@@ -50,11 +53,19 @@ class MidiFileRecorder:
         self._closed = False
 
     def set_tempo(self, beat: float, bpm: float) -> None:
-        """Record a tempo change; a later change at the same tick replaces an earlier one."""
+        """Record a tempo change; a later change at the same tick replaces an earlier one.
+
+        A change smaller than `TEMPO_RESOLUTION_BPM` from the tempo in force is not recorded: a
+        clock that follows a master re-estimates the tempo at every tick, and the file needs a
+        tempo event for a change, not for every hair of jitter.
+        """
         with self._lock:
             tick = max(0, round(beat * TICKS_PER_BEAT))
             for later in [t for t in self._tempi if t > tick]:
                 del self._tempi[later]  # a new tempo map replaces everything after it
+            in_force = self._tempi[max(t for t in self._tempi if t <= tick)]
+            if tick not in self._tempi and abs(bpm - in_force) < TEMPO_RESOLUTION_BPM:
+                return
             self._tempi[tick] = bpm
 
     def set_tempo_map(self, tempo_map: TempoMap) -> None:

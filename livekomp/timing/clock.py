@@ -153,6 +153,27 @@ class MasterClock:
             self._publish(self._map.with_tempo(bpm, from_beat))
             return from_beat
 
+    def lock(self, beat: float, at_s: float, bpm: float, *, min_shift_s: float = 0.0) -> bool:
+        """Follow an external master: `beat` falls at `at_s`, at `bpm` from there on.
+
+        Replaces the whole map (the clock starts if it was stopped). A follower calls this at
+        every tick it hears, so the map always extends the master's latest beat; what was
+        already sent is not re-timed, and the next message goes out on the master's grid. A new
+        map that moves the next beat by no more than `min_shift_s` is not published (listeners
+        and sleepers are not woken for nothing). Returns whether it was published.
+        """
+        bpm = check_bpm(bpm)
+        new = TempoMap((TempoSegment(beat, at_s, bpm),))
+        with self._lock:
+            old = self._map
+            if old is not None and min_shift_s > 0:
+                shift_s = abs(new.time_at(beat + 1.0) - old.time_at(beat + 1.0))
+                if shift_s <= min_shift_s:
+                    return False
+            self._bpm = bpm
+            self._publish(new)
+            return True
+
     def current_beat(self) -> float:
         return self.tempo_map.beat_at(self.now_s())
 

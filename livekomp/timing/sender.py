@@ -52,7 +52,14 @@ from typing import Any, Literal
 
 import trio
 
-from livekomp.music.messages import CLOCK_STOP, ScheduledMessage, SendOrder
+from livekomp.music.messages import (
+    CC_ALL_NOTES_OFF,
+    CLOCK_STOP,
+    ScheduledMessage,
+    SendOrder,
+    control_change,
+    note_off,
+)
 from livekomp.outputs.midi import (
     FanOut,
     MemoryOutput,
@@ -67,6 +74,11 @@ from livekomp.timing.clock import MasterClock, TempoMap, TempoSegment
 from livekomp.timing.dispatcher import DispatcherError, LatenessStats, MessageHeap
 
 log = logging.getLogger(__name__)
+
+# Hot-plug: how often the child looks for an existing output port, and how much time before
+# the next send it needs to spare for that (a query takes ~20 µs, at worst ~0.3 ms).
+HOTPLUG_CHECK_S = 0.5
+HOTPLUG_SPARE_S = 0.003
 
 # Signals after which the child releases everything and exits. SIGINT is ignored instead.
 STOP_SIGNALS: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
@@ -215,6 +227,10 @@ class _Sender:
         self.sent = 0
         self.failed = False
         self._last_beat = 0.0
+        # Hot-plug: an existing port is checked for when the loop has time to spare.
+        self.hotplug = port if isinstance(port, RtMidiOutput) and port.existing else None
+        self._next_check_s = 0.0
+        self._missed: tuple[frozenset[tuple[int, int]], frozenset[int]] | None = None
 
     # -- the loop ------------------------------------------------------------------------------
 
@@ -226,6 +242,12 @@ class _Sender:
                 return _Exit.SIGNAL
             deadline_s = self._head_deadline_s()
             timeout_s = None if deadline_s is None else deadline_s - now_s() - self.spin_s
+            check_due = self.hotplug is not None and now_s() >= self._next_check_s
+            if check_due and (timeout_s is None or timeout_s > HOTPLUG_SPARE_S):
+                self._check_port()
+                continue
+            if self.hotplug is not None and timeout_s is None:
+                timeout_s = HOTPLUG_CHECK_S  # nothing to send: wake up to look for the port
             if timeout_s is None or timeout_s > 0:
                 # select, not Connection.poll: poll(2) rounds its timeout to whole milliseconds,
                 # select(2) sleeps to the microsecond (and SCHED_FIFO has no timer slack).
@@ -265,6 +287,32 @@ class _Sender:
         self._release_or_log(send_stop=False)
         report = ("failed", type(err).__name__, str(err), "".join(traceback.format_exception(err)))
         _tell(self.conn, report)
+
+    def _check_port(self) -> None:
+        """Hot-plug: a vanished port's sounding notes are released in the recording (the port
+        drops sends meanwhile); when it is back it is reopened and sent the releases it missed.
+        """
+        assert self.hotplug is not None
+        port = self.hotplug
+        self._next_check_s = time.perf_counter() + HOTPLUG_CHECK_S
+        present = port.present()
+        try:
+            if not present and not port.lost:
+                port.lost = True
+                self._missed = (self.output.sounding, self.output.channels_used)
+                self.output.release_all(self.current_beat())  # reaches the recording only
+                _tell(self.conn, ("port", "lost", port.port_label, len(self._missed[0])))
+            elif present and port.lost:
+                port.reopen()
+                notes, channels = self._missed or (frozenset(), frozenset())
+                self._missed = None
+                for channel, pitch in sorted(notes):
+                    port.send(note_off(channel, pitch), 0.0)
+                for channel in sorted(channels):
+                    port.send(control_change(channel, CC_ALL_NOTES_OFF, 0), 0.0)
+                _tell(self.conn, ("port", "back", port.port_label, len(notes)))
+        except Exception as err:
+            self._fail(err)
 
     def current_beat(self) -> float:
         if self.tempo_map is None:
@@ -441,9 +489,10 @@ class ProcessDispatcher:
     `start()` spawns the child and waits until its port is open (a few hundred ms: call it off
     the trio thread); it raises `MidiPortError` with the child's message when the port cannot be
     opened. A sending error in the child (the port vanished) is raised as `DispatcherError` by
-    the next `submit`, `cancel_from` or `close`, after the child released the notes. `panic` and
-    `cancel_from` take effect in the child before anything submitted after them. Thread-safe: one
-    lock serializes the pipe.
+    the next `submit`, `cancel_from` or `close`, after the child released the notes. `nudge_s`
+    shifts every send by that much (latency compensation: MIDI lands with the DAW's audio).
+    `panic` and `cancel_from` take effect in the child before anything submitted after them.
+    Thread-safe: one lock serializes the pipe.
 
     After `close()`, `stats` holds every message's lateness as the child measured it (right after
     the send) and `sent` what a memory output received.
@@ -458,8 +507,10 @@ class ProcessDispatcher:
         spin_s: float = 200e-6,
         rt_priority: int = 3,
         start_timeout_s: float = 30.0,
+        nudge_s: float = 0.0,
     ) -> None:
         self.clock = clock
+        self.nudge_s = nudge_s
         self.output = output
         self.record = record
         self.spin_s = spin_s
@@ -639,8 +690,10 @@ class ProcessDispatcher:
             if self._conn is None or self._closed:
                 return
             try:
+                # The nudge moves the whole map, so every message (and clock tick) moves.
                 segments = tuple(
-                    (s.start_beat, s.start_s, s.bpm) for s in self.clock.tempo_map.segments
+                    (s.start_beat, s.start_s + self.nudge_s, s.bpm)
+                    for s in self.clock.tempo_map.segments
                 )
             except RuntimeError:  # the clock is stopped
                 segments = None
@@ -704,6 +757,21 @@ class ProcessDispatcher:
             type_name, message, remote_traceback = details
             self._error = RemoteSenderError(f"{type_name}: {message}", remote_traceback)
             log.error("the sender process failed; it released all notes:\n%s", remote_traceback)
+        elif kind == "port":
+            state, label, notes = details
+            if state == "lost":
+                log.warning(
+                    "MIDI output %s is gone: %d sounding notes released in the recording; it is "
+                    "reopened when it comes back",
+                    label,
+                    notes,
+                )
+            else:
+                log.warning(
+                    "MIDI output %s is back: reopened, the %d notes it missed released",
+                    label,
+                    notes,
+                )
         elif kind == "terminated":
             self._stopped_by = details[0]
             name = signal.Signals(details[0]).name
@@ -735,10 +803,11 @@ async def open_process_dispatcher(
     record: RecordSpec | None = None,
     spin_s: float = 200e-6,
     rt_priority: int = 3,
+    nudge_s: float = 0.0,
 ) -> AsyncIterator[ProcessDispatcher]:
     """A started `ProcessDispatcher` (spawned off the trio thread), always closed on the way out."""
     dispatcher = ProcessDispatcher(
-        clock, output, record=record, spin_s=spin_s, rt_priority=rt_priority
+        clock, output, record=record, spin_s=spin_s, rt_priority=rt_priority, nudge_s=nudge_s
     )
     await trio.to_thread.run_sync(dispatcher.start)
     try:

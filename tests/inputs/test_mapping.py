@@ -413,3 +413,20 @@ def test_param_ranges_cover_numeric_targets():
         lo, hi = PARAM_RANGES[param]
         assert m.osc_events(address, [lo])[0].value == pytest.approx(lo)
         assert m.osc_events(address, [hi])[0].value == pytest.approx(hi)
+
+
+@pytest.mark.parametrize(
+    ("preset", "fader", "button"),
+    [
+        # Factory defaults: the numbers the preset files cite.
+        ("nanokontrol2", bytes((0xB0, 0, 127)), bytes((0xB0, 41, 127))),
+        ("launchcontrol_xl", bytes((0xB8, 77, 127)), bytes((0x98, 41, 127))),
+        ("mpk_mini_mk3", bytes((0xB0, 70, 127)), bytes((0x99, 36, 100))),
+    ],
+)
+def test_controller_presets_map_their_factory_numbers(preset, fader, button):
+    mapping = load_mapping([preset])
+    (valence,) = mapping.midi_events(fader)
+    assert valence.param is Param.VALENCE and valence.value == 1.0
+    (start,) = mapping.midi_events(button)
+    assert start.param is Param.START

@@ -152,6 +152,130 @@ def oscsend(port: int, address: str, types: str = "", *values: object) -> None:
     subprocess.run(command, check=True, capture_output=True, timeout=10)
 
 
+class ClockMaster:
+    """A MIDI clock master on JACK (what Ableton Live is on stage): a virtual output port that
+    plays a script of Start, Stop, Continue, Song Position Pointer and ticks from a thread that
+    sleeps to just before each tick and spins the rest.
+
+    A script is a list of steps: ("start",), ("stop",), ("continue",), ("spp", sixteenths),
+    ("ticks", bpm, count) — with `jitter_s` each tick moves by a uniform random amount (seeded)
+    and the tick numbers in `drop` are not sent at all (counted over the whole script).
+    `sent` lists (perf_counter, message) of everything sent.
+    """
+
+    def __init__(self, client_name: str, *, jitter_s: float = 0.0, seed: int = 0) -> None:
+        import random
+        import threading
+
+        import rtmidi
+
+        self._midi_out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=client_name)
+        self._midi_out.open_virtual_port("clock")
+        self.port = f"{client_name}:clock"
+        self.jitter_s = jitter_s
+        self._random = random.Random(seed)
+        self.sent: list[tuple[float, bytes]] = []
+        self.ideal_tick_s: list[float] = []  # each sent tick's due time before jitter
+        self._thread: threading.Thread | None = None
+        self._threading = threading
+
+    def play(self, script: list[tuple], *, drop: frozenset[int] = frozenset()) -> None:
+        """Play `script` in the background; `wait()` for it to end."""
+        self._thread = self._threading.Thread(target=self._run, args=(script, drop), daemon=True)
+        self._thread.start()
+
+    def wait(self, timeout_s: float = 120.0) -> None:
+        assert self._thread is not None
+        self._thread.join(timeout_s)
+        assert not self._thread.is_alive(), "the clock master did not finish its script"
+
+    def _send(self, data: bytes) -> None:
+        self._midi_out.send_message(list(data))
+        self.sent.append((time.perf_counter(), data))
+
+    def _run(self, script: list[tuple], drop: frozenset[int]) -> None:
+        tick_number = 0
+        next_s = time.perf_counter() + 0.05
+        for step in script:
+            kind = step[0]
+            if kind == "ticks":
+                _, bpm, count = step
+                period_s = 60.0 / bpm / 24
+                for _ in range(count):
+                    due_s = next_s + self._random.uniform(-self.jitter_s, self.jitter_s)
+                    _sleep_until(due_s)
+                    if tick_number not in drop:
+                        self._send(b"\xf8")
+                        self.ideal_tick_s.append(next_s)
+                    tick_number += 1
+                    next_s += period_s
+            elif kind == "spp":
+                self._send(bytes((0xF2, step[1] & 0x7F, step[1] >> 7)))
+            else:
+                self._send(bytes(({"start": 0xFA, "stop": 0xFC, "continue": 0xFB}[kind],)))
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.join(1.0)
+        self._midi_out.delete()
+
+
+def _sleep_until(due_s: float) -> None:
+    while True:
+        left_s = due_s - time.perf_counter()
+        if left_s <= 0:
+            return
+        if left_s > 0.002:
+            time.sleep(left_s - 0.0015)
+
+
+def master_beats(
+    events: list[tuple[int, bytes]],
+    dropped: frozenset[int] = frozenset(),
+    *,
+    infer_lost: bool = False,
+) -> list[tuple[int, float]]:
+    """(frame, song position in beats) of every tick a MIDI clock master sent while running,
+    counted as a follower must: Start → the next tick is beat 0; Continue → the next tick is the
+    Song Position Pointer's beat; ticks while stopped do not move the position. `dropped`: the
+    master's tick numbers (over its whole script) it never sent — they still took their time.
+    With `infer_lost`, a gap of 1.6 ticks or more (against the last few) counts the ticks that
+    JACK lost on the way (benchmarks on a busy machine; not for scripts with big tempo drops)."""
+    placed = []
+    running = False
+    position_ticks = 0
+    tick_number = 0
+    tick_frames: list[int] = []
+    for frame, data in events:
+        if data[0] == 0xF8:
+            while tick_number in dropped:
+                tick_number += 1
+                position_ticks += running
+            if infer_lost and len(tick_frames) >= 9:
+                recent = sorted(
+                    b - a for a, b in zip(tick_frames[-9:-1], tick_frames[-8:], strict=True)
+                )
+                usual = recent[len(recent) // 2]
+                gap = frame - tick_frames[-1]
+                if usual > 0 and gap >= 1.6 * usual:
+                    position_ticks += (round(gap / usual) - 1) * running
+            tick_frames.append(frame)
+            tick_number += 1
+        status = data[0]
+        if status == 0xFA:
+            running, position_ticks = True, 0
+        elif status == 0xFB:
+            running = True
+        elif status == 0xFC:
+            running = False
+        elif status == 0xF2 and len(data) == 3:
+            position_ticks = (data[1] | data[2] << 7) * 6
+        elif status == 0xF8 and running:
+            placed.append((frame, position_ticks / 24))
+            position_ticks += 1
+    return placed
+
+
 class JackRecorder:
     """A JACK client (JACK-Client, in this process) that records an audio input and a MIDI
     input against one frame clock, so where a sound starts can be compared with the MIDI clock

@@ -98,3 +98,17 @@ async def test_sleep_until_beat_replans_on_tempo_change(autojump_clock: trio.abc
         assert clock.set_tempo(60) == 2.0
     # beats 0..2 at 0.5 s, then 6 beats at 1 s
     assert woke_s == [pytest.approx(7.0, abs=1e-9)]
+
+
+def test_lock_follows_a_master_and_skips_shifts_too_small_to_matter() -> None:
+    now = FakeTime()
+    clock = MasterClock(120, now_s=now)
+    changes: list[float] = []
+    clock.add_listener(lambda: changes.append(clock.tempo_map.time_at(1.0)))
+    assert clock.lock(0.0, 10.0, 100.0)  # starts the clock: beat 0 at 10 s, 0.6 s a beat
+    assert clock.running and clock.time_at(2.0) == pytest.approx(11.2)
+    # The next tick's fit moves beat 1 by 10 µs: not published.
+    assert not clock.lock(1 / 24, 10.025 + 10e-6, 100.0, min_shift_s=20e-6)
+    assert clock.lock(1 / 24, 10.025 + 50e-6, 100.0, min_shift_s=20e-6)
+    assert len(changes) == 2
+    assert clock.time_at(1.0) == pytest.approx(10.6 + 50e-6)

@@ -471,3 +471,25 @@ def test_kill_9_of_the_server_leaves_no_hanging_note(dump: MidiDump, tmp_path: P
         wait_for(lambda: process_gone(parent.child_pid))
     finally:
         parent.cleanup()
+
+
+@pytest.mark.parametrize("nudge_ms", [40.0, -40.0])
+def test_a_nudge_moves_every_send_by_its_amount(nudge_ms: float) -> None:
+    """Latency compensation: each message goes `nudge` later (or earlier) than its beat's time,
+    never before that moved time."""
+    clock = MasterClock(BPM)
+    dispatcher = ProcessDispatcher(clock, OutputSpec.memory(), nudge_s=nudge_ms * 1e-3)
+    dispatcher.start()
+    try:
+        clock.start(time.perf_counter() + 0.3)
+        dispatcher.submit([at(0.0, TICK), at(1.0, note_on(0, 60, 100)), at(2.0, note_off(0, 60))])
+        wait_for(lambda: dispatcher.status().sent >= 3)
+    finally:
+        dispatcher.close()
+    tempo_map = clock.tempo_map
+    for message in dispatcher.sent:
+        deadline_s = tempo_map.time_at(message.beat) + nudge_ms * 1e-3
+        assert message.time_s >= deadline_s
+        # Late by much less than the nudge, so it is the nudge that moved it (generous: a busy
+        # machine may delay a send by a few ms, not by 40).
+        assert message.time_s - deadline_s < abs(nudge_ms) * 1e-3 / 2

@@ -1,0 +1,453 @@
+"""Following an external MIDI clock (Ableton Live, a drum machine): ticks in, a tempo map out.
+
+Two layers. `TickFilter` turns tick arrival times into a tick count and a straight line
+t = origin + period · count, fitted by least squares over the last bar of ticks, so the tempo it
+reports settles within a bar and the jitter of the transport (a JACK period, a USB frame)
+averages out. It tells a late tick, a dropped tick and a tempo change apart:
+
+- while a line is new (fewer than `acquire_ticks` on it) every tick counts once and is fitted;
+- then a tick further than `tolerance_ticks` from where the line expects it is a *suspect*:
+  counted, but not fitted (a single late tick changes nothing);
+- a gap of about two ticks counts as a dropped tick (+2), but only once the next tick comes one
+  tick later, on the line again; a late tick, once the next one is back on the line. Anything
+  else — `jump_after` suspects in a row, two and then a tick near the line, a "dropped" tick
+  followed by a gap that is not one tick — means the master changed tempo: the line is fitted
+  afresh from that run, each of its ticks counted once (and a drop inferred just before is taken
+  back: it was the change's first tick, late).
+
+`MidiClockFollower` adds the transport (Start, Stop, Continue, Song Position Pointer) and drives a
+`MasterClock`: at every fitted tick it re-anchors the clock's tempo map at that tick's beat, so
+everything downstream (performer, sender process) keeps working in beats and simply lands on the
+master's grid. Beat 0 is the master's song start, so bar lines are the master's bar lines. When
+the ticks stop, the map runs on by itself for `timeout_beats`; then the follower says so once in
+the log and stops the transport (which releases every note) until the master starts again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import partial
+
+import rtmidi
+import trio
+
+from livekomp.inputs.midi import find_port, keep_input_open
+from livekomp.midiports import CLIENT_NAME
+from livekomp.music import messages
+from livekomp.timing.clock import MAX_BPM, MIN_BPM, MasterClock
+
+log = logging.getLogger("livekomp.clock")
+
+TICKS_PER_BEAT = messages.CLOCK_TICKS_PER_BEAT
+SONG_POSITION = 0xF2
+TICKS_PER_SPP_UNIT = 6  # a Song Position Pointer counts MIDI beats: sixteenth notes
+# A re-anchored map that moves the next beat by less than this is not published.
+REANCHOR_S = 20e-6
+# A tempo change this soon after an inferred dropped tick takes the drop back.
+RECOUNT_TICKS = 6
+# A gap this long means the clock was gone (not a dropped tick): the fit starts afresh.
+RESET_GAP_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class FollowConfig:
+    """How the follower listens. Defaults suit a 4/4 master between 20 and 400 BPM."""
+
+    window_ticks: int = 96  # fit over this many ticks (a bar of 4/4)
+    tolerance_ticks: float = 0.3  # a tick further from the line than this is a suspect
+    jump_after: int = 3  # this many suspects in a row: the master changed tempo
+    acquire_ticks: int = 12  # a new line takes this many ticks as they come, each counted once
+    timeout_beats: float = 4.0  # keep time this long without ticks, then stop and wait
+
+    def __post_init__(self) -> None:
+        if self.window_ticks < 3:
+            raise ValueError(f"window_ticks must be >= 3, got {self.window_ticks}")
+        if not 0.05 <= self.tolerance_ticks <= 0.45:
+            raise ValueError(f"tolerance_ticks must be 0.05..0.45, got {self.tolerance_ticks}")
+        if self.jump_after < 2:
+            raise ValueError(f"jump_after must be >= 2, got {self.jump_after}")
+        if not self.jump_after <= self.acquire_ticks <= self.window_ticks:
+            raise ValueError(
+                f"acquire_ticks must be in [jump_after, window_ticks], got {self.acquire_ticks}"
+            )
+        if not 0 < self.timeout_beats <= 64:
+            raise ValueError(f"timeout_beats must be in (0, 64], got {self.timeout_beats}")
+
+
+@dataclass(frozen=True, slots=True)
+class TickFit:
+    """The filter's view after a tick: that tick's count, and where the fitted line puts it."""
+
+    count: int  # ticks since the filter (re)started, dropped ones included
+    time_s: float  # the fitted time of tick `count` (the arrival time, jitter removed)
+    seconds_per_tick: float
+    fitted: bool  # False: too few ticks for a line yet (time_s is the arrival time)
+    on_line: bool = True  # False: this tick is a suspect (late, after a gap, a tempo change)
+
+    @property
+    def bpm(self) -> float:
+        return 60.0 / (self.seconds_per_tick * TICKS_PER_BEAT)
+
+
+class TickFilter:
+    """Tick times in, tick counts and a least-squares tempo line out (see the module doc)."""
+
+    def __init__(self, config: FollowConfig = FollowConfig()) -> None:
+        self.config = config
+        self.reset()
+
+    def reset(self) -> None:
+        self.count = -1  # the count of the last tick
+        self._window: deque[tuple[int, float]] = deque()  # (count, time) of fitted ticks
+        self._suspects: list[tuple[int, float]] = []
+        self._line: tuple[float, float] | None = None  # (origin_s, seconds_per_tick)
+        self._last_s: float | None = None
+        self._recent_drop: tuple[int, int] | None = None  # (ticks, count) of the last drop
+        self.late = 0  # ticks off the line, not fitted
+        self.dropped = 0  # ticks inferred missing
+        self.jumps = 0  # tempo changes detected
+
+    @property
+    def settled(self) -> bool:
+        """A beat of ticks on the current line: the tempo is worth reporting."""
+        return len(self._window) >= TICKS_PER_BEAT
+
+    @property
+    def seconds_per_tick(self) -> float | None:
+        return None if self._line is None else self._line[1]
+
+    def add(self, t_s: float) -> TickFit:
+        """Take one tick's arrival time (seconds, increasing); return the fit after it."""
+        if self._last_s is not None and t_s - self._last_s > RESET_GAP_S:
+            self.reset()
+        self._last_s = t_s
+        line = self._line
+        if line is None or len(self._window) < self.config.acquire_ticks:
+            # A line from a few ticks is too rough to judge ticks by (a JACK period of jitter
+            # is 15 % of a tick at 140 BPM): take them as they come until it is steadier.
+            self.count += 1
+            self._window.append((self.count, t_s))
+            self._refit()
+            return self._fit_at(self.count, t_s)
+        origin_s, period_s = line
+        position = (t_s - origin_s) / period_s
+        step = max(1, round(position) - self.count)
+        count = self.count + step
+        off_line = abs(position - count) > self.config.tolerance_ticks
+        if step == 1 and not off_line and self._suspects and not self._glitch_explains(t_s):
+            # Back near the line, but not the way a late or a dropped tick comes back: a tempo
+            # change that happened to land one tick near the old line.
+            self._suspects.append((count, t_s))
+            self._restart_from_suspects()
+        elif step == 1 and not off_line:
+            self._confirm_suspects()
+            self.count = count
+            self._window.append((count, t_s))
+            while self._window[-1][0] - self._window[0][0] >= self.config.window_ticks:
+                self._window.popleft()
+            self._refit()
+        else:
+            self.count = count
+            self._suspects.append((count, t_s))
+            if len(self._suspects) < self.config.jump_after:
+                return replace(self._fit_at(count, t_s), on_line=False)
+            self._restart_from_suspects()
+        return self._fit_at(self.count, t_s)
+
+    def _glitch_explains(self, t_s: float) -> bool:
+        """Whether one odd tick, then this one back on the line, is a glitch of the master (or
+        the transport) rather than a tempo change. A late tick is followed by a short gap; a
+        dropped tick (a gap of two) by a gap of one tick. A tempo change that happens to land
+        near the old line shows neither: after a "dropped" tick, the next gap is not one tick.
+        """
+        if len(self._suspects) != 1:
+            return False
+        count, suspect_s = self._suspects[0]
+        previous = self._window[-1][0] if self._window else count - 1
+        if count - previous == 1:
+            return True  # late (or early), and this tick is back on the line
+        assert self._line is not None
+        gap_ticks = (t_s - suspect_s) / self._line[1]
+        return abs(gap_ticks - 1.0) <= self.config.tolerance_ticks
+
+    def _confirm_suspects(self) -> None:
+        """The ticks since the last good one were late or followed a dropped tick."""
+        previous = self._window[-1][0] if self._window else -1
+        for count, _ in self._suspects:
+            missing = count - previous - 1
+            if missing:
+                self.dropped += missing
+                self._recent_drop = (missing, count)
+            self.late += 1 if count - previous == 1 else 0
+            previous = count
+        self._suspects.clear()
+
+    def _restart_from_suspects(self) -> None:
+        """A run of ticks off the line: the tempo changed. Count each once, fit them alone."""
+        self.jumps += 1
+        base = self._window[-1][0] if self._window else self.count - len(self._suspects)
+        if self._recent_drop is not None and base - self._recent_drop[1] < RECOUNT_TICKS:
+            # A "dropped" tick just before a tempo change was the change's first tick (a late
+            # one, on a busy machine): take the inferred drop back.
+            missing = self._recent_drop[0]
+            base -= missing
+            self.dropped -= missing
+        self._recent_drop = None
+        times = [t for _, t in self._suspects]
+        self._suspects.clear()
+        self._window = deque((base + 1 + i, t) for i, t in enumerate(times))
+        self.count = base + len(times)
+        self._refit()
+
+    def _refit(self) -> None:
+        n = len(self._window)
+        if n < 2:
+            self._line = None
+            return
+        counts = [c for c, _ in self._window]
+        times = [t for _, t in self._window]
+        mean_c = sum(counts) / n
+        mean_t = sum(times) / n
+        sxx = sum((c - mean_c) ** 2 for c in counts)
+        sxy = sum((c - mean_c) * (t - mean_t) for c, t in zip(counts, times, strict=True))
+        period_s = sxy / sxx
+        if period_s <= 0:
+            self._line = None
+            return
+        self._line = (mean_t - period_s * mean_c, period_s)
+
+    def _fit_at(self, count: int, t_s: float) -> TickFit:
+        if self._line is None:
+            return TickFit(count, t_s, math.nan, fitted=False)
+        origin_s, period_s = self._line
+        return TickFit(count, origin_s + period_s * count, period_s, fitted=True)
+
+
+TransportCallback = Callable[[], None]
+
+
+class MidiClockFollower:
+    """Drives a `MasterClock` from MIDI clock messages; starts and stops the transport.
+
+    `handle(message, t_s)` takes one message and the time it arrived (on the clock's time base,
+    stamped as early as possible: in the MIDI callback). `on_start` is called once the clock is
+    anchored after Start or Continue (the performer then starts at the next bar line it can
+    reach in time), `on_stop` on Stop and when the clock is lost. Everything runs on the trio
+    thread; `serve_watchdog` notices silence.
+    """
+
+    def __init__(
+        self,
+        clock: MasterClock,
+        *,
+        config: FollowConfig = FollowConfig(),
+        on_start: TransportCallback | None = None,
+        on_stop: TransportCallback | None = None,
+    ) -> None:
+        self.clock = clock
+        self.config = config
+        self.filter = TickFilter(config)
+        self.on_start = on_start
+        self.on_stop = on_stop
+        self.running = False  # the master's transport
+        self.song_position_beats = 0.0  # where Continue resumes (Stop and SPP set it)
+        self.last_tick_s: float | None = None
+        self.lost = False
+        self.ignored = 0  # messages that are not clock messages, or out of range
+        self._start_count: int | None = None  # the filter count of the beat-0 tick of this run
+        self._start_pending = False  # Start/Continue seen, waiting for the first tick
+        self._start_beat = 0.0  # the beat of that first tick
+        self._reported_bpm: float | None = None
+        self._changed = trio.Event()
+
+    @property
+    def bpm(self) -> float | None:
+        period = self.filter.seconds_per_tick
+        return None if period is None else 60.0 / (period * TICKS_PER_BEAT)
+
+    def handle(self, message: bytes, t_s: float) -> None:
+        """One MIDI message received at `t_s`. Never raises for odd input: counts it."""
+        if not message:
+            self.ignored += 1
+            return
+        status = message[0]
+        if status == messages.CLOCK_TICK:
+            self._tick(t_s)
+        elif status == messages.CLOCK_START:
+            self._begin(0.0, "Start")
+        elif status == messages.CLOCK_CONTINUE:
+            self._begin(self.song_position_beats, "Continue")
+        elif status == messages.CLOCK_STOP:
+            self._stop("Stop")
+        elif status == SONG_POSITION and len(message) == 3 and max(message[1:]) < 0x80:
+            units = message[1] | (message[2] << 7)
+            self.song_position_beats = units * TICKS_PER_SPP_UNIT / TICKS_PER_BEAT
+            log.info("MIDI clock: song position %g beats", self.song_position_beats)
+        else:
+            self.ignored += 1
+
+    def _begin(self, beat: float, what: str) -> None:
+        if self.running:
+            self._stop(what)  # Start while running restarts from the top
+        self._start_pending = True
+        self._start_beat = beat
+        self.lost = False
+        log.info("MIDI clock: %s from beat %g", what, beat)
+
+    def _stop(self, why: str) -> None:
+        if self.running:
+            self.song_position_beats = self._current_master_beat()
+            self.running = False
+            log.info("MIDI clock: %s at beat %.2f", why, self.song_position_beats)
+            if self.on_stop is not None:
+                self.on_stop()
+        self._start_pending = False
+
+    def _current_master_beat(self) -> float:
+        """Where the master's song position is: the beat after the last tick counted."""
+        if self._start_count is None:
+            return self._start_beat
+        ticks = self.filter.count - self._start_count + 1
+        return self._start_beat + ticks / TICKS_PER_BEAT
+
+    def _tick(self, t_s: float) -> None:
+        self.last_tick_s = t_s
+        changed, self._changed = self._changed, trio.Event()
+        changed.set()
+        fit = self.filter.add(t_s)
+        if self._start_pending:
+            self._start_pending = False
+            self._start_count = fit.count
+            self.running = True
+            self._anchor(fit)
+            if self.on_start is not None:
+                self.on_start()
+            return
+        if self.running and fit.on_line:
+            # A suspect tick moves nothing: the map runs on until the line is known again.
+            self._anchor(fit)
+
+    def _anchor(self, fit: TickFit) -> None:
+        """Re-anchor the clock: the tick `fit.count` is at its fitted time, at the fitted tempo."""
+        assert self._start_count is not None
+        beat = self._start_beat + (fit.count - self._start_count) / TICKS_PER_BEAT
+        bpm = fit.bpm if fit.fitted else (self.bpm or self.clock.bpm)
+        if not MIN_BPM <= bpm <= MAX_BPM:
+            self.ignored += 1
+            return
+        # Between fitted ticks the line barely moves: a shift under REANCHOR_S is not worth
+        # waking the sender and every sleeper for.
+        self.clock.lock(beat, fit.time_s, bpm, min_shift_s=REANCHOR_S)
+        moved = self._reported_bpm is None or abs(bpm - self._reported_bpm) >= 1.0
+        if fit.fitted and moved and self.filter.settled:
+            log.info("MIDI clock: following %.1f BPM", bpm)
+            self._reported_bpm = bpm
+
+    async def serve_watchdog(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """While the master runs, notice when its ticks stop: keep time `timeout_beats` (the
+        tempo map runs on by itself), then log once, stop the transport and wait."""
+        task_status.started()
+        while True:
+            if not self.running or self.last_tick_s is None:
+                await self._changed.wait()
+                continue
+            seconds_per_beat = 60.0 / self.clock.bpm
+            deadline_s = self.last_tick_s + self.config.timeout_beats * seconds_per_beat
+            # The clock's time base may not be trio's (perf_counter live): wait the difference.
+            with trio.move_on_after(max(0.0, deadline_s - self.clock.now_s())):
+                await self._changed.wait()
+                continue
+            if self.running and self.clock.now_s() >= deadline_s:
+                self.lost = True
+                log.warning(
+                    "MIDI clock lost: no tick for %g beats; all notes released, "
+                    "waiting for Start or Continue",
+                    self.config.timeout_beats,
+                )
+                self._stop("clock lost")
+
+
+# -- the MIDI input ------------------------------------------------------------------------------
+
+CLOCK_PORT_NAME = "clock in"
+CLOCK_IGNORE = {"sysex": True, "timing": False, "active_sense": True}
+QUEUE_SIZE = 4096
+
+
+def _open_clock_input(port_name: str | None, api: int) -> tuple[rtmidi.MidiIn, str]:
+    midi_in = rtmidi.MidiIn(rtapi=api, name=f"{CLIENT_NAME}-clock")
+    try:
+        if port_name is None:
+            midi_in.open_virtual_port(CLOCK_PORT_NAME)
+            opened = CLOCK_PORT_NAME
+        else:
+            ports = midi_in.get_ports()
+            index = find_port(ports, port_name)
+            midi_in.open_port(index, CLOCK_PORT_NAME)
+            opened = ports[index]
+        midi_in.ignore_types(**CLOCK_IGNORE)
+    except BaseException:
+        midi_in.delete()
+        raise
+    return midi_in, opened
+
+
+def _close_clock_input(midi_in: rtmidi.MidiIn) -> None:
+    midi_in.cancel_callback()
+    midi_in.close_port()
+    midi_in.delete()
+
+
+async def serve_midi_clock_in(
+    port_name: str | None,
+    follower: MidiClockFollower,
+    *,
+    api: int,
+    now_s: Callable[[], float] = time.perf_counter,
+    task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Feed the follower from a MIDI input until cancelled; `started` with the port's name.
+
+    Each message is stamped with `now_s()` in rtmidi's callback thread, before it waits for
+    trio, so the time the filter sees is the time it arrived. `port_name` None opens a virtual
+    input "clock in".
+    """
+    token = trio.lowlevel.current_trio_token()
+
+    def deliver(message: bytes, t_s: float) -> None:  # trio thread
+        follower.handle(message, t_s)
+
+    def on_message(event: tuple[list[int], float], _data: object) -> None:  # rtmidi's thread
+        t_s = now_s()
+        with contextlib.suppress(trio.RunFinishedError):
+            token.run_sync_soon(deliver, bytes(event[0]), t_s)
+
+    midi_in, opened = await trio.to_thread.run_sync(_open_clock_input, port_name, api)
+    try:
+        midi_in.set_callback(on_message)
+        async with trio.open_nursery() as nursery:
+            if port_name is not None:  # the master's port may be unplugged and come back
+                nursery.start_soon(
+                    partial(
+                        keep_input_open,
+                        midi_in,
+                        opened,
+                        CLOCK_PORT_NAME,
+                        on_message,
+                        ignore=CLOCK_IGNORE,
+                        what="MIDI clock input",
+                    )
+                )
+            task_status.started(opened)
+            await follower.serve_watchdog()
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(_close_clock_input, midi_in)

@@ -1,0 +1,194 @@
+"""`livekomp serve --clock midi` following a JACK MIDI clock master, heard by jack_midi_dump.
+
+The master (a JACK client here, as Ableton Live would be) and livekomp both feed one
+jack_midi_dump, so the master's ticks and livekomp's notes are stamped by the same JACK frame
+counter. Tolerances are generous: JACK (`-p 128`) quantizes each message to a period (2.67 ms),
+and this machine is shared. Real time is involved, so the checks are of behaviour only.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+import signal
+import time
+
+import pytest
+
+from tests.live.peers import ClockMaster, connect, master_beats
+from tests.live.test_serve_jack import hanging_notes
+
+pytestmark = [pytest.mark.jack, pytest.mark.liblo]
+
+FRAME_RATE = 48_000
+
+
+@pytest.fixture
+def clock_master(jack_server):
+    masters: list[ClockMaster] = []
+
+    def start(jitter_s: float = 0.0) -> ClockMaster:
+        master = ClockMaster(f"lkmaster{len(masters)}", jitter_s=jitter_s, seed=6)
+        masters.append(master)
+        return master
+
+    yield start
+    for master in masters:
+        master.close()
+
+
+def note_positions(events, ticks):
+    """(frame, master beat) of every livekomp note-on, interpolated between the master's ticks."""
+    frames = [frame for frame, _ in ticks]
+    placed = []
+    for frame, data in events:
+        if data[0] & 0xF0 != 0x90 or data[2] == 0:
+            continue
+        i = bisect.bisect_right(frames, frame)
+        if not 0 < i < len(frames):
+            continue
+        (f0, b0), (f1, b1) = ticks[i - 1], ticks[i]
+        if b1 - b0 > 2 / 24:  # a Stop/Continue between them: not a running stretch
+            continue
+        placed.append((frame, b0 + (frame - f0) / (f1 - f0) * (b1 - b0)))
+    return placed
+
+
+def phase_errors_ms(notes, ticks, skip=()):
+    """Each note against the master's tick on its sixteenth (the composer's grid)."""
+    frames_of: dict[float, list[int]] = {}
+    for frame, beat in ticks:  # a beat may be played twice (a Continue from earlier)
+        frames_of.setdefault(beat, []).append(frame)
+    errors = []
+    for frame, beat in notes:
+        nominal = round(beat * 4) / 4
+        if nominal in frames_of and not any(lo <= nominal < hi for lo, hi in skip):
+            tick_frame = min(frames_of[nominal], key=lambda f: abs(f - frame))
+            errors.append((frame - tick_frame) / FRAME_RATE * 1e3)
+    return errors
+
+
+def test_follows_a_jack_clock_master_through_tempo_changes_stop_and_song_position(
+    serve_factory, midi_dump, clock_master
+):
+    master = clock_master(jitter_s=0.001)
+    dump = midi_dump()
+    serve = serve_factory("--clock", "midi", "--midi-clock-in", master.port, "--bpm", "120")
+    connect(serve.port_label(), dump.port)
+    connect(master.port, dump.port)
+    serve.wait_for("listening for OSC")
+    dropped = 48 + 24 * 5 + 7  # one tick in the sixth beat after Start never goes out
+    master.play(
+        [
+            ("ticks", 90, 48),  # stopped: livekomp learns the tempo, nothing plays
+            ("start",),
+            ("ticks", 90, 24 * 12),
+            ("ticks", 140, 24 * 12),
+            ("stop",),
+            ("ticks", 140, 24 * 2),  # stopped again: silence
+            ("spp", 40),  # sixteenth 40: beat 10
+            ("continue",),
+            ("ticks", 140, 24 * 10),
+            ("stop",),
+        ],
+        drop=frozenset({dropped}),
+    )
+    master.wait()
+    time.sleep(0.5)
+    assert serve.stop(signal.SIGTERM) == 0
+    time.sleep(0.3)
+    log = serve.log()
+    events = dump.events()
+
+    # Tempo: what livekomp reported settles on each of the master's tempi.
+    reported = [float(m) for m in re.findall(r"following ([\d.]+) BPM", log)]
+    near_90 = [bpm for bpm in reported if abs(bpm - 90) < 10]
+    near_140 = [bpm for bpm in reported if abs(bpm - 140) < 10]
+    assert near_90 and near_90[-1] == pytest.approx(90, abs=0.5)
+    assert near_140 and near_140[-1] == pytest.approx(140, abs=0.5)
+    # Transport and the count: 24 beats after Start (the dropped tick counted), then 10 more.
+    assert "MIDI clock: Stop at beat 24.00" in log
+    assert "MIDI clock: Continue from beat 10" in log
+    assert "MIDI clock: Stop at beat 20.00" in log
+
+    ticks = master_beats(events, frozenset({dropped}))
+    notes = note_positions(events, ticks)
+    assert len(notes) > 60
+    # Bar grid: each take starts on one of the master's bar lines: 4 after Start (beat 0 cannot
+    # be composed in time), 12 after Continue from beat 10.
+    continue_frame = next(frame for frame, data in events if data[0] == 0xFB)
+    first_take = [beat for frame, beat in notes if frame < continue_frame]
+    second_take = [beat for frame, beat in notes if frame > continue_frame]
+    assert min(first_take) == pytest.approx(4.0, abs=0.02)
+    assert min(second_take) == pytest.approx(12.0, abs=0.02)
+    # Phase: on the master's grid, the first beat after the tempo jump aside.
+    errors = phase_errors_ms(notes, ticks, skip=[(12.0, 13.0)])
+    assert len(errors) > 50
+    errors.sort()
+    assert abs(errors[len(errors) // 2]) < 6.0
+    assert max(abs(e) for e in errors) < 15.0
+
+    # Nothing sounds while the master is stopped, and nothing is left hanging.
+    stop_frame = next(frame for frame, data in events if data[0] == 0xFC)
+    assert not [
+        f for f, d in events if stop_frame + 480 < f < continue_frame and d[0] & 0xF0 == 0x90
+    ]
+    assert not hanging_notes([e for e in events if e[0] <= continue_frame])
+    assert not hanging_notes(events)
+    assert "Traceback" not in log
+
+
+def test_a_lost_master_clock_keeps_time_releases_and_waits(serve_factory, midi_dump, clock_master):
+    master = clock_master()
+    dump = midi_dump()
+    serve = serve_factory(
+        "--clock", "midi", "--midi-clock-in", master.port, "--clock-timeout-beats", "2"
+    )
+    connect(serve.port_label(), dump.port)
+    connect(master.port, dump.port)
+    serve.wait_for("listening for OSC")
+    master.play([("start",), ("ticks", 120, 24 * 10)])  # then silence: no Stop
+    master.wait()
+    serve.wait_for("MIDI clock lost", timeout_s=10)
+    time.sleep(1.0)
+    silent_from = len(dump.events())
+    time.sleep(1.0)
+    assert len(dump.events()) == silent_from  # waiting: nothing plays
+    master.play([("start",), ("ticks", 120, 24 * 8), ("stop",)])
+    master.wait()
+    time.sleep(0.3)
+    assert serve.stop() == 0
+    time.sleep(0.3)
+    events = dump.events()
+    log = serve.log()
+    assert log.count("MIDI clock lost") == 1
+    last_tick = max(f for f, d in events[:silent_from] if d[0] == 0xF8)
+    notes_after = [f for f, d in events[:silent_from] if f > last_tick and d[0] & 0xF0 == 0x90]
+    # Time went on for up to two beats (1 s) after the last tick, then everything was released.
+    assert notes_after and max(notes_after) <= last_tick + 1.1 * FRAME_RATE
+    assert not hanging_notes(events[:silent_from])
+    assert any(d[0] & 0xF0 == 0x90 for _, d in events[silent_from:])  # back with the clock
+    assert not hanging_notes(events)
+
+
+def test_a_clock_source_unplugged_and_back_is_reopened(serve_factory, jack_server):
+    master = ClockMaster("lkhotclock")
+    serve = serve_factory("--clock", "midi", "--midi-clock-in", master.port)
+    try:
+        serve.wait_for("listening for OSC")
+        master.play([("start",), ("ticks", 120, 24 * 4), ("stop",)])
+        master.wait()
+        serve.wait_for("MIDI clock: Stop at beat 4.00")
+    finally:
+        master.close()  # unplugged
+    serve.wait_for("MIDI clock input lkhotclock:clock is gone", timeout_s=10)
+    master = ClockMaster("lkhotclock")  # plugged in again
+    try:
+        serve.wait_for("MIDI clock input lkhotclock:clock is back: reopened", timeout_s=10)
+        master.play([("start",), ("ticks", 120, 24 * 6), ("stop",)])
+        master.wait()
+        serve.wait_for("MIDI clock: Stop at beat 6.00")
+    finally:
+        master.close()
+    assert serve.stop() == 0
+    assert "Traceback" not in serve.log()
