@@ -9,6 +9,7 @@ Reads `checkpoints/metrics.json` (tools/train.py), `checkpoints/evaluation.json`
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 from pathlib import Path
@@ -50,24 +51,40 @@ def render() -> str:
     add("# livekomp model card\n")
     add(
         "Three small models compose for livekomp's neural composer (`livekomp/models/`). They were "
-        "trained here, on a 2-core CPU, on the music that ships inside the music21 wheel. This card "
+        "trained here, on a 2-core CPU, on the music that ships inside the music21 wheel. "
+        "This card "
         "is written by `tools/model_card.py` from the figures the training, evaluation and "
         "benchmark scripts wrote; the commands are at the end.\n"
     )
     add("## The models\n")
     rows = []
     for kind, what in (
-        ("melody", "decoder-only transformer over notes (one step per note: position, pitch, "
-         "duration), conditioned on valence/arousal per note; KV cache; attention projections "
-         "`q_proj`/`k_proj`/`v_proj`/`o_proj`"),
-        ("harmony", "MLP: a half bar's melody (pitch-class weights, first and last note), the "
-         "chord before and the mood → one of 36 chords (12 roots × major/minor/diminished)"),
-        ("groove", "MLP: mood, metre and the bar before → per-sixteenth onset probability and "
-         "agogic accent for the accompaniment"),
+        (
+            "melody",
+            "decoder-only transformer over notes (one step per note: position, pitch, "
+            "duration), conditioned on valence/arousal per note; KV cache; attention projections "
+            "`q_proj`/`k_proj`/`v_proj`/`o_proj`",
+        ),
+        (
+            "harmony",
+            "MLP: a half bar's melody (pitch-class weights, first and last note), the "
+            "chord before and the mood → one of 36 chords (12 roots × major/minor/diminished)",
+        ),
+        (
+            "groove",
+            "MLP: mood, metre and the bar before → per-sixteenth onset probability and "
+            "agogic accent for the accompaniment",
+        ),
     ):
         config = configs[kind]
         rows.append(
-            [kind, what, f"{config.get('parameters', 0):,}", size_kb(kind), config.get("config", "")]
+            [
+                kind,
+                what,
+                f"{config.get('parameters', 0):,}",
+                size_kb(kind),
+                config.get("config", ""),
+            ]
         )
     add(table(["model", "what", "parameters", "weights", "config"], rows) + "\n")
     add(
@@ -84,7 +101,9 @@ def render() -> str:
         rows = []
         for source in sorted(notes):
             split = {s: records.get(f"{source}:{s}", 0) for s in ("train", "valid", "test")}
-            rows.append([source, f"{notes[source]:,}", split["train"], split["valid"], split["test"]])
+            rows.append(
+                [source, f"{notes[source]:,}", split["train"], split["valid"], split["test"]]
+            )
         add(table(["source", "melody notes", "train", "valid", "test"], rows) + "\n")
         add(
             f"{stats.get('melody_notes_total', 0):,} melody notes from {stats.get('files')} corpus "
@@ -123,14 +142,15 @@ def render() -> str:
     if distribution:
         stats_row = metrics.get("proxy_stats", {})
         add(
-            f"Standardisation constants (training phrases): density {stats_row.get('density_mean', 0):.2f} ± "
+            "Standardisation constants (training phrases): density "
+            f"{stats_row.get('density_mean', 0):.2f} ± "
             f"{stats_row.get('density_std', 0):.2f} onsets per quarter, interval "
             f"{stats_row.get('interval_mean', 0):.2f} ± {stats_row.get('interval_std', 0):.2f} "
             f"semitones, register {stats_row.get('register_mean', 0):.1f} ± "
             f"{stats_row.get('register_std', 0):.1f}.\n"
         )
         edges = distribution["bin_edges"]
-        bins = [f"{a:+.1f}…{b:+.1f}" for a, b in zip(edges, edges[1:], strict=False)]
+        bins = [f"{a:+.1f}…{b:+.1f}" for a, b in itertools.pairwise(edges)]
         add(f"Distribution over {distribution['phrases']:,} training phrases:\n")
         add(
             table(
@@ -167,9 +187,11 @@ def render() -> str:
     add("## Training\n")
     if melody:
         add(
-            f"`tools/train.py` (seed 1234, AdamW, 2 CPU threads). Melody: {melody['train_windows']:,} "
+            "`tools/train.py` (seed 1234, AdamW, 2 CPU threads). Melody: "
+            f"{melody['train_windows']:,} "
             f"windows of 64 notes (stride 48), batch 64, lr 2e-3 with warm-up and cosine decay, "
-            f"{melody['epochs']} epochs = {melody['steps']:,} steps in {melody['train_minutes']:.1f} "
+            f"{melody['epochs']} epochs = {melody['steps']:,} steps in "
+            f"{melody['train_minutes']:.1f} "
             f"min. Harmony: {harmony.get('train_half_bars', 0):,} half bars, "
             f"{harmony.get('train_minutes', 0):.1f} min (best of 60 epochs on valid). Groove: "
             f"{groove.get('train_bars', 0):,} bars, {groove.get('train_minutes', 0):.1f} min. "
@@ -210,7 +232,8 @@ def render() -> str:
         add(
             f"Groove: onset binary cross-entropy {groove['test']['onset_bce']:.4f} against "
             f"{groove['baseline_test']['onset_bce']:.4f}, accent squared error "
-            f"{groove['test']['accent_mse']:.4f} against {groove['baseline_test']['accent_mse']:.4f} "
+            f"{groove['test']['accent_mse']:.4f} against "
+            f"{groove['baseline_test']['accent_mse']:.4f} "
             f"for the baseline ({groove['baseline']}).\n"
         )
 
@@ -227,11 +250,27 @@ def render() -> str:
         for label, key, fmt in (
             ("mode matches the sign of valence (all pitched notes)", "mode_accuracy", pct),
             ("… melody alone", "melody_mode_accuracy", pct),
-            ("Spearman ρ, arousal ~ notes per bar (pitched parts)", "arousal_density_rho", "{:.3f}".format),
-            ("Spearman ρ, arousal ~ melody notes per bar", "arousal_melody_density_rho", "{:.3f}".format),
+            (
+                "Spearman ρ, arousal ~ notes per bar (pitched parts)",
+                "arousal_density_rho",
+                "{:.3f}".format,
+            ),
+            (
+                "Spearman ρ, arousal ~ melody notes per bar",
+                "arousal_melody_density_rho",
+                "{:.3f}".format,
+            ),
             ("Spearman ρ, arousal ~ mean velocity", "arousal_velocity_rho", "{:.3f}".format),
-            ("pitch-interval histogram, JS divergence to the corpus (bits)", "interval_js_bits", "{:.4f}".format),
-            ("duration histogram, JS divergence to the corpus (bits)", "duration_js_bits", "{:.4f}".format),
+            (
+                "pitch-interval histogram, JS divergence to the corpus (bits)",
+                "interval_js_bits",
+                "{:.4f}".format,
+            ),
+            (
+                "duration histogram, JS divergence to the corpus (bits)",
+                "duration_js_bits",
+                "{:.4f}".format,
+            ),
             ("melody notes per bar", "melody_notes_per_bar", "{:.2f}".format),
         ):
             rows.append([label, fmt(evaluation["neural"][key]), fmt(evaluation["rules"][key])])
@@ -253,7 +292,10 @@ def render() -> str:
         add(table(["path", "ms per note", "vs naive torch"], rows) + "\n")
     bar = bench.get("bar")
     if bar:
-        add(f"`tools/bench.py bar`: one bar from all three models, {bar['bars']} bars sweeping the plane, one CPU thread:\n")
+        add(
+            f"`tools/bench.py bar`: one bar from all three models, {bar['bars']} bars sweeping "
+            "the plane, one CPU thread:\n"
+        )
         rows = [
             [name, v["p50_ms"], v["p99_ms"], v["max_ms"], v["notes_per_bar"]]
             for name, v in bar.items()
@@ -267,7 +309,8 @@ def render() -> str:
             f"`tools/bench.py sweep`: {sweep['minutes']:g} minutes live at {sweep['bpm']:g} BPM "
             f"into JACK, the XY pad sweeping the plane ({sweep['xy_messages']:,} OSC messages): "
             f"{sweep['bars_played']} bars, outcomes {composer['outcomes']}, fresh latency "
-            f"{composer.get('fresh_latency')}, bars without a note: {sweep['bars_without_notes']}.\n"
+            f"{composer.get('fresh_latency')}, bars without a note: "
+            f"{sweep['bars_without_notes']}.\n"
         )
     add("## Reproduce\n")
     add(
@@ -279,7 +322,8 @@ def render() -> str:
         ".venv/bin/python tools/bench.py tokens --json /tmp/tokens.json\n"
         ".venv/bin/python tools/bench.py bar --json /tmp/bar.json\n"
         ".venv/bin/python tools/bench.py sweep --json /tmp/sweep.json   # needs a JACK server\n"
-        ".venv/bin/python tools/model_card.py --bench /tmp/tokens.json /tmp/bar.json /tmp/sweep.json\n"
+        ".venv/bin/python tools/model_card.py \\\n"
+        "    --bench /tmp/tokens.json /tmp/bar.json /tmp/sweep.json\n"
         "```\n"
     )
     return "\n".join(out)
@@ -298,7 +342,13 @@ def main(argv: list[str] | None = None) -> int:
         bench = load(bench_path)
         for path in args.bench:
             result = json.loads(path.read_text())
-            kind = "tokens" if "kv_cache_torch" in result else "sweep" if "xy_messages" in result else "bar"
+            kind = (
+                "tokens"
+                if "kv_cache_torch" in result
+                else "sweep"
+                if "xy_messages" in result
+                else "bar"
+            )
             bench[kind] = result
         bench_path.write_text(json.dumps(bench, indent=2) + "\n")
     (CHECKPOINTS / "MODEL_CARD.md").write_text(render())

@@ -442,6 +442,9 @@ def main(argv: list[str] | None = None) -> int:
     metrics_path = args.out / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else {}
     metrics["proxy_stats"] = stats.as_dict()
+    dataset_stats = args.dataset.parent / "stats.json"
+    if dataset_stats.is_file():  # what build_dataset.py parsed, kept with the checkpoints
+        metrics["dataset"] = json.loads(dataset_stats.read_text())
     metrics["proxy_distribution"] = proxy_distribution(splits["train"], stats)
     trainers = {"melody": train_melody, "harmony": train_harmony, "groove": train_groove}
     for kind in args.models.split(","):

@@ -266,12 +266,15 @@ class NeuralComposer:
         with self._lock:
             memory = self._memory
             mood = (request.valence, request.arousal)
-            for note in sorted(bar.parts.get(Part.MELODY, ()), key=lambda n: n.start_beats):
+            melody = sorted(bar.parts.get(Part.MELODY, ()), key=lambda n: n.start_beats)
+            for i, note in enumerate(melody):
                 onset = min(round(note.start_beats * TPQ), bar_ticks - 1)
-                if memory.last_note_bar is None:
+                if memory.last_note_bar is None or i > 0:
                     advance = 0
                 else:
-                    advance = request.index - memory.last_note_bar
+                    # A new bar, even when the bar count jumps back (a Song Position Pointer
+                    # while following a clock) or far ahead.
+                    advance = min(max(request.index - memory.last_note_bar, 1), tokens.MAX_ADVANCE)
                 memory.steps.append(
                     tokens.Step(
                         tokens.position_index(advance, onset),

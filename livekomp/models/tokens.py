@@ -83,7 +83,9 @@ def pitch_of(index: int, tonic: int) -> int:
 
 
 def position_index(advance: int, onset_ticks: int) -> int:
-    return min(advance, MAX_ADVANCE) * POSITIONS + min(max(onset_ticks, 0), POSITIONS - 1)
+    """Clamped into the vocabulary: longer rests shorten to MAX_ADVANCE bars."""
+    advance = min(max(advance, 0), MAX_ADVANCE)
+    return advance * POSITIONS + min(max(onset_ticks, 0), POSITIONS - 1)
 
 
 def split_position(index: int) -> tuple[int, int]:

@@ -5,6 +5,7 @@ import itertools
 import pytest
 
 from livekomp.composer import ComposerService, ComposerSettings, build_composer
+from livekomp.models import tokens
 from livekomp.models.neural import load_neural
 from livekomp.music.phrase import BarRequest, Part
 from livekomp.music.rules import RuleComposer
@@ -106,3 +107,15 @@ async def test_the_service_tells_the_composer_what_was_played(tiny_checkpoints):
     bar = await service.compose(request(0))
     assert service.outcomes == {"fresh": 1}
     assert len(composer._memory.steps) == len(bar.parts[Part.MELODY])
+
+
+def test_bar_numbers_that_jump_back_and_far_ahead_are_played_on(tiny_checkpoints):
+    """Following a clock, a Song Position Pointer moves the bar count anywhere."""
+    composer = load_neural(8, tiny_checkpoints)
+    for index in (0, 1, 7, 3, 3, 200, 2):
+        r = request(index)
+        bar = composer.compose_bar(r)
+        composer.accept(r, bar)
+        assert bar.parts[Part.MELODY]
+    positions = [s.position for s in composer._memory.steps]
+    assert all(0 <= p < tokens.POSITION_START for p in positions)
