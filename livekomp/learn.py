@@ -158,7 +158,7 @@ async def run_learn(
 ) -> list[Learned]:
     """Open the controller's port, learn, write `out` (checked by loading it back). Nothing
     learned: nothing written."""
-    from livekomp.inputs.midi import _close_input, _open_input
+    from livekomp.inputs.midi import _close_input, open_input
 
     token = trio.lowlevel.current_trio_token()
     send, receive = trio.open_memory_channel[bytes](1024)
@@ -171,7 +171,7 @@ async def run_learn(
         with contextlib.suppress(trio.RunFinishedError):
             token.run_sync_soon(enqueue, bytes(event[0]))
 
-    midi_in, opened = await trio.to_thread.run_sync(_open_input, port_name, api, "learn in")
+    midi_in, opened = await trio.to_thread.run_sync(open_input, port_name, api, "learn in")
     log.info("MIDI learn: listening on %s", opened)
     current = {"skip": trio.Event()}
 

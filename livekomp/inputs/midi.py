@@ -73,8 +73,20 @@ def events_from_midi(
     return events
 
 
-def _open_input(port_name: str | None, api: int, virtual_name: str) -> tuple[rtmidi.MidiIn, str]:
-    midi_in = rtmidi.MidiIn(rtapi=api, name=CLIENT_NAME)
+def open_input(
+    port_name: str | None,
+    api: int,
+    virtual_name: str,
+    *,
+    client_name: str = CLIENT_NAME,
+    ignore: dict[str, bool] | None = None,
+) -> tuple[rtmidi.MidiIn, str]:
+    """Open `port_name` (or a virtual port `virtual_name` when None); (input, name opened).
+
+    `ignore` is python-rtmidi's ignore_types; by default clock and active sensing are dropped,
+    which arrive 24×/beat and 3×/s: the clock follower opens its own port for them.
+    """
+    midi_in = rtmidi.MidiIn(rtapi=api, name=client_name)
     try:
         if port_name is None:
             midi_in.open_virtual_port(virtual_name)
@@ -84,8 +96,7 @@ def _open_input(port_name: str | None, api: int, virtual_name: str) -> tuple[rtm
             index = find_port(ports, port_name)
             midi_in.open_port(index, virtual_name)
             opened = ports[index]
-        # Clock and active sensing arrive 24×/beat and 3×/s; the clock follower has its own port.
-        midi_in.ignore_types(**CONTROL_IGNORE)
+        midi_in.ignore_types(**(CONTROL_IGNORE if ignore is None else ignore))
     except BaseException:
         midi_in.delete()
         raise
@@ -175,7 +186,7 @@ async def serve_midi_in(
         with contextlib.suppress(trio.RunFinishedError):  # trio already gone: nobody listens
             token.run_sync_soon(enqueue, bytes(event[0]))
 
-    midi_in, opened = await trio.to_thread.run_sync(_open_input, port_name, api, virtual_name)
+    midi_in, opened = await trio.to_thread.run_sync(open_input, port_name, api, virtual_name)
     try:
         midi_in.set_callback(on_message)
         async with trio.open_nursery() as nursery:

@@ -109,6 +109,8 @@ def export_onnx(model: MelodyTransformer, path: Path) -> Path:
         # The TorchScript exporter is the one that needs no onnxscript; torch 2.13 warns that it
         # is the legacy path.
         warnings.simplefilter("ignore", DeprecationWarning)
+        # The trace takes the masked branch (3 new steps), which is right for one step too.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         _export(Wrapper(), (steps, mood, metre, past, past), temporary)
     temporary.replace(path)
     return path

@@ -37,7 +37,7 @@ from functools import partial
 import rtmidi
 import trio
 
-from livekomp.inputs.midi import find_port, keep_input_open
+from livekomp.inputs.midi import keep_input_open, open_input
 from livekomp.midiports import CLIENT_NAME
 from livekomp.music import messages
 from livekomp.timing.clock import MAX_BPM, MIN_BPM, MasterClock
@@ -383,21 +383,9 @@ QUEUE_SIZE = 4096
 
 
 def _open_clock_input(port_name: str | None, api: int) -> tuple[rtmidi.MidiIn, str]:
-    midi_in = rtmidi.MidiIn(rtapi=api, name=f"{CLIENT_NAME}-clock")
-    try:
-        if port_name is None:
-            midi_in.open_virtual_port(CLOCK_PORT_NAME)
-            opened = CLOCK_PORT_NAME
-        else:
-            ports = midi_in.get_ports()
-            index = find_port(ports, port_name)
-            midi_in.open_port(index, CLOCK_PORT_NAME)
-            opened = ports[index]
-        midi_in.ignore_types(**CLOCK_IGNORE)
-    except BaseException:
-        midi_in.delete()
-        raise
-    return midi_in, opened
+    return open_input(
+        port_name, api, CLOCK_PORT_NAME, client_name=f"{CLIENT_NAME}-clock", ignore=CLOCK_IGNORE
+    )
 
 
 def _close_clock_input(midi_in: rtmidi.MidiIn) -> None:
