@@ -51,10 +51,12 @@ from livekomp.music.rules import (
     mix_seed,
     place,
 )
+from livekomp.music.theory import detect_key
 
 log = logging.getLogger("livekomp.composer")
 
 TPQ = tokens.TICKS_PER_QUARTER
+PITCHED = (Part.MELODY, Part.CHORDS, Part.BASS)
 MAX_NOTES_PER_BAR = 24
 ACCENT_VELOCITY = 5.0  # velocity per unit of agogic accent (log2 sixteenths) above the bar's mean
 DENSITY_LOGIT_REACH = 2.0  # the density control's pull on groove onset logits at its ends
@@ -181,6 +183,12 @@ def _notes_from_steps(
     return rows
 
 
+def _heard_mode(parts: dict[Part, list[Note]]) -> str:
+    """The bar's mode as key finding hears its pitched notes (the model chooses no mode)."""
+    pitched = [(n.pitch, n.duration_beats) for p in PITCHED for n in parts[p]]
+    return detect_key(pitched)[1] if pitched else ""
+
+
 def _velocity(request: BarRequest, part: Part, accent: float = 0.0) -> int:
     base = interpolate(VELOCITY_BY_AROUSAL, request.arousal)
     gain = interpolate(GAIN_BY_INTENSITY, request.intensity)
@@ -248,7 +256,7 @@ class NeuralComposer:
             beats_per_bar=request.beats_per_bar,
             parts={part: tuple(notes) for part, notes in parts.items()},
             composer=self.name,
-            mode="major" if request.valence >= 0 else "minor",
+            mode=_heard_mode(parts),
             chord=symbols[0] if symbols[0] == symbols[-1] else "/".join(symbols),
             info={
                 "runtime": self.runtime,
