@@ -41,14 +41,13 @@ from livekomp.music.rules import (
     ARTICULATION_BY_AROUSAL,
     BASS_CENTER_BY_AROUSAL,
     CHORD_CENTER_BY_AROUSAL,
-    GAIN_BY_INTENSITY,
     PAD_ARTICULATION_BY_AROUSAL,
-    PART_VELOCITY,
-    VELOCITY_BY_AROUSAL,
     RuleComposer,
     clamp,
+    close_voicing,
     interpolate,
     mix_seed,
+    part_velocity,
     place,
 )
 from livekomp.music.theory import detect_key
@@ -190,10 +189,8 @@ def _heard_mode(parts: dict[Part, list[Note]]) -> str:
 
 
 def _velocity(request: BarRequest, part: Part, accent: float = 0.0) -> int:
-    base = interpolate(VELOCITY_BY_AROUSAL, request.arousal)
-    gain = interpolate(GAIN_BY_INTENSITY, request.intensity)
-    raw = (base + PART_VELOCITY[part] + ACCENT_VELOCITY * accent) * gain
-    return int(clamp(round(raw), 1, 127))
+    """`part_velocity` with the accent in units of agogic stress (log2 sixteenths)."""
+    return part_velocity(request, part, ACCENT_VELOCITY * accent)
 
 
 class NeuralComposer:
@@ -376,22 +373,8 @@ class NeuralComposer:
     def _voicing(
         self, chord: int, previous: tuple[int, ...], request: BarRequest
     ) -> tuple[int, ...]:
-        """Close position near the register's centre, moving least from the last voicing."""
         center = interpolate(CHORD_CENTER_BY_AROUSAL, request.arousal)
-        tones = chord_pitch_classes(chord, request.tonic % 12)
-        candidates = [
-            tuple(sorted(low + (pc - low) % 12 for pc in tones))
-            for low in range(round(center) - 10, round(center) + 3)
-            if low % 12 in tones
-        ]
-
-        def cost(voicing: tuple[int, ...]) -> float:
-            spread = abs(sum(voicing) / len(voicing) - center)
-            if not previous:
-                return spread
-            return sum(min(abs(p - q) for q in previous) for p in voicing) + spread / 2
-
-        return min(candidates, key=cost)
+        return close_voicing(chord_pitch_classes(chord, request.tonic % 12), center, previous)
 
     def _comp(
         self,

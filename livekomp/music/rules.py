@@ -30,7 +30,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
@@ -458,6 +458,39 @@ class _Bar:
         return (purpose, self.position.phrase, *more)
 
 
+def part_velocity(request: BarRequest, part: Part, accent: float = 0.0) -> int:
+    """A note's velocity: arousal sets the level, intensity the gain, each part its offset, and
+    `accent` (velocity steps) the note's stress. Both composers use it."""
+    base = interpolate(VELOCITY_BY_AROUSAL, request.arousal)
+    gain = interpolate(GAIN_BY_INTENSITY, request.intensity)
+    raw = (base + PART_VELOCITY[part] + accent) * gain
+    return int(clamp(round(raw), 1, 127))
+
+
+def close_voicing(
+    tones: Iterable[int], center: float, previous: tuple[int, ...] = ()
+) -> tuple[int, ...]:
+    """Close position (all tones within an octave) near `center`.
+
+    Every chord tone is tried as the lowest voice; the pick moves least from `previous` (voice
+    leading), or sits nearest the centre when there is no previous chord. Both composers use it.
+    """
+    tones = tuple(tones)
+    lowest_choices = (
+        low for low in range(round(center) - 10, round(center) + 3) if low % 12 in tones
+    )
+    candidates = [tuple(sorted(low + (pc - low) % 12 for pc in tones)) for low in lowest_choices]
+
+    def cost(voicing: tuple[int, ...]) -> float:
+        spread = abs(sum(voicing) / len(voicing) - center)
+        if not previous:
+            return spread
+        motion = sum(min(abs(p - q) for q in previous) for p in voicing)
+        return motion + spread / 2
+
+    return min(candidates, key=cost)
+
+
 class RuleComposer:
     """Composes a bar at a time from theory tables; deterministic for a seed."""
 
@@ -537,10 +570,7 @@ class RuleComposer:
         return self._phrases[phrase]
 
     def _velocity(self, bar: _Bar, part: Part, weight: int, nudge: float = 0) -> int:
-        base = interpolate(VELOCITY_BY_AROUSAL, bar.request.arousal)
-        gain = interpolate(GAIN_BY_INTENSITY, bar.request.intensity)
-        raw = (base + PART_VELOCITY[part] + ACCENT_BY_WEIGHT[weight] + nudge) * gain
-        return int(clamp(round(raw), 1, 127))
+        return part_velocity(bar.request, part, ACCENT_BY_WEIGHT[weight] + nudge)
 
     @staticmethod
     def _lengths(onsets: tuple[float, ...], bar_beats: float, share: float) -> list[float]:
@@ -621,28 +651,10 @@ class RuleComposer:
     # --- chords ---
 
     def _voicing(self, bar: _Bar, previous: _BarEnding | None) -> tuple[int, ...]:
-        """Close position (all tones within an octave) near the register's centre.
-
-        Every chord tone is tried as the lowest voice; the pick moves least from the previous
-        chord of the phrase (voice leading), or sits nearest the centre when the phrase starts.
-        """
+        """The bar's chord in close position, led from the previous chord of the phrase."""
         center = interpolate(CHORD_CENTER_BY_AROUSAL, bar.request.arousal)
-        tones = bar.chord.tones(bar.tonic)
-        lowest_choices = (
-            low for low in range(round(center) - 10, round(center) + 3) if low % 12 in tones
-        )
-        candidates = [
-            tuple(sorted(low + (pc - low) % 12 for pc in tones)) for low in lowest_choices
-        ]
-
-        def cost(voicing: tuple[int, ...]) -> float:
-            spread = abs(sum(voicing) / len(voicing) - center)
-            if previous is None or not previous.voicing:
-                return spread
-            motion = sum(min(abs(p - q) for q in previous.voicing) for p in voicing)
-            return motion + spread / 2
-
-        return min(candidates, key=cost)
+        earlier = previous.voicing if previous is not None else ()
+        return close_voicing(bar.chord.tones(bar.tonic), center, earlier)
 
     def _chords(self, bar: _Bar, voicing: tuple[int, ...]) -> list[Note]:
         rng = _rng(self.seed, *bar.keys(_Purpose.CHORD_RHYTHM, bar.meter.beats))
