@@ -85,7 +85,7 @@ def bench_tokens(checkpoints: Path, context: int = 40, new: int = 16, repeats: i
             _, cache = trunk(sequence[:, t : t + 1], mood[:, t : t + 1], 3, cache)
         return (time.perf_counter() - started) / new
 
-    int8 = TorchTrunk(checkpoint.load("melody", checkpoints), quantize=True)
+    int8 = TorchTrunk(model, quantize=True)  # quantize_dynamic works on a copy
     runs = {
         "naive_recompute_torch": (naive, TorchTrunk(model)),
         "kv_cache_torch": (cached, TorchTrunk(model)),

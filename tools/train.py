@@ -3,8 +3,8 @@
     python tools/build_dataset.py                # once: parse the music21 corpus (cache/dataset)
     python tools/train.py [--models melody,harmony,groove] [--melody-minutes 30] [--resume]
 
-Everything is seeded. Training state is saved to `cache/train/KIND.pt` every few minutes and at
-the end of each epoch, so `--resume` carries on after an interruption. Each model is evaluated on
+Everything is seeded. Training state is saved to `cache/train/KIND.pt` at the end of each
+epoch, so `--resume` carries on after an interruption. Each model is evaluated on
 the held-out works (valid during training, test at the end) against a simple baseline, and the
 figures go into the checkpoint's JSON and `checkpoints/metrics.json` for the model card.
 """
@@ -186,7 +186,6 @@ def train_melody(args, splits, stats, out: Path, state_dir: Path) -> dict:
         return args.melody_lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
 
     model.train()
-    last_save = time.perf_counter()
     while epoch < args.melody_epochs and seconds < budget_s:
         bar = tqdm(batches(len(train), args.batch, generator), desc=f"melody epoch {epoch + 1}")
         started = time.perf_counter()
@@ -207,19 +206,17 @@ def train_melody(args, splits, stats, out: Path, state_dir: Path) -> dict:
         scores = evaluate_melody(model, valid)
         history.append({"epoch": epoch, "step": step, "minutes": seconds / 60, "valid": scores})
         print(f"melody epoch {epoch}: valid {json.dumps(scores)}", flush=True)
-        if time.perf_counter() - last_save > 60 or True:
-            saver.save(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "epoch": epoch,
-                    "step": step,
-                    "seconds": seconds,
-                    "history": history,
-                    "generator": generator.get_state(),
-                }
-            )
-            last_save = time.perf_counter()
+        saver.save(  # every epoch, so --resume loses at most one
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "epoch": epoch,
+                "step": step,
+                "seconds": seconds,
+                "history": history,
+                "generator": generator.get_state(),
+            }
+        )
     result = {
         "train_windows": len(train),
         "epochs": epoch,

@@ -31,16 +31,14 @@ def read_records(path: Path) -> Iterator[Record]:
 
 
 def fit_proxy_stats(records: Iterable[Record]) -> proxy.ProxyStats:
-    rows = []
-    for record in records:
-        by_bar: dict[int, list] = {}
-        for note in record["notes"]:
-            by_bar.setdefault(note[0], []).append(note)
-        for start, end in proxy.phrases(record["bar_ticks"]):
-            notes = [n for bar in range(start, end) for n in by_bar.get(bar, ())]
-            if len(notes) >= 2:
-                quarters = sum(record["bar_ticks"][start:end]) / tokens.TICKS_PER_QUARTER
-                rows.append(proxy.phrase_features(notes, quarters))
+    rows = [
+        proxy.phrase_features(notes, quarters)
+        for record in records
+        for _, _, notes, quarters in proxy.phrase_notes(
+            record["notes"], record["bar_ticks"], tokens.TICKS_PER_QUARTER
+        )
+        if len(notes) >= 2
+    ]
     return proxy.fit_stats(rows)
 
 
@@ -182,9 +180,7 @@ def groove_examples(records: Iterable[Record], stats: proxy.ProxyStats) -> Groov
     mood, metre, previous, onsets, accents, bar_steps = [], [], [], [], [], []
     for record in records:
         labels = bar_labels(record, stats)
-        by_bar: dict[int, list] = {}
-        for note in record["notes"]:
-            by_bar.setdefault(note[0], []).append(note)
+        by_bar = proxy.by_bar(record["notes"])
         before = [0.0] * STEPS
         for bar, length in enumerate(record["bar_ticks"]):
             grid = bar_onsets(by_bar.get(bar, ()), length)

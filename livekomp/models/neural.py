@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -78,6 +78,12 @@ class _Memory:
     chord: int = NO_CHORD
     groove: list[float] = field(default_factory=lambda: [0.0] * STEPS)
     voicing: tuple[int, ...] = ()
+
+    def snapshot(self) -> _Memory:
+        """A copy that `accept` (on another thread) cannot change under a running bar."""
+        return replace(
+            self, steps=list(self.steps), moods=list(self.moods), groove=list(self.groove)
+        )
 
 
 def _sample(logits: np.ndarray, rng: np.random.Generator, temperature: float, top_p: float) -> int:
@@ -225,14 +231,7 @@ class NeuralComposer:
 
     def compose_bar(self, request: BarRequest, *, recompute: bool = False) -> ComposedBar:
         with self._lock:
-            memory = _Memory(
-                list(self._memory.steps),
-                list(self._memory.moods),
-                self._memory.last_note_bar,
-                self._memory.chord,
-                list(self._memory.groove),
-                self._memory.voicing,
-            )
+            memory = self._memory.snapshot()
         rng = np.random.default_rng(mix_seed(self.seed, request.index, 0x6E657572))
         bar_ticks = request.beats_per_bar * TPQ
         tonic = request.tonic % 12

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 from livekomp.music.theory import KRUMHANSL_KESSLER
@@ -129,6 +129,24 @@ def phrases(bar_ticks: Sequence[int]) -> list[tuple[int, int]]:
     return [(start, min(start + PHRASE_BARS, n)) for start in range(0, n, PHRASE_BARS)]
 
 
+def by_bar(rows: Iterable[Sequence[int]]) -> dict[int, list[Sequence[int]]]:
+    """Rows whose first field is their bar (notes, chords), grouped by bar."""
+    grouped: dict[int, list[Sequence[int]]] = {}
+    for row in rows:
+        grouped.setdefault(row[0], []).append(row)
+    return grouped
+
+
+def phrase_notes(
+    notes: Sequence[Sequence[int]], bar_ticks: Sequence[int], ticks_per_quarter: int = 12
+) -> Iterator[tuple[int, int, list[Sequence[int]], float]]:
+    """(first_bar, end_bar, notes, length in quarters) of each phrase of a work."""
+    grouped = by_bar(notes)
+    for start, end in phrases(bar_ticks):
+        rows = [n for bar in range(start, end) for n in grouped.get(bar, ())]
+        yield start, end, rows, sum(bar_ticks[start:end]) / ticks_per_quarter
+
+
 def label_work(
     notes: Sequence[Sequence[int]],
     bar_ticks: Sequence[int],
@@ -138,19 +156,12 @@ def label_work(
     ticks_per_quarter: int = 12,
 ) -> list[tuple[float, float]]:
     """(valence, arousal) for every bar of a work, each bar labelled with its phrase's values."""
-    by_bar: dict[int, list[Sequence[int]]] = {}
-    for note in notes:
-        by_bar.setdefault(note[0], []).append(note)
-    chords_by_bar: dict[int, list[int]] = {}
-    for bar, _half, _root, quality in chords:
-        chords_by_bar.setdefault(bar, []).append(quality)
+    chords_by_bar = by_bar(chords)
     labels: list[tuple[float, float]] = []
-    for start, end in phrases(bar_ticks):
-        phrase_notes = [n for bar in range(start, end) for n in by_bar.get(bar, ())]
-        quarters = sum(bar_ticks[start:end]) / ticks_per_quarter
-        qualities = [q for bar in range(start, end) for q in chords_by_bar.get(bar, ())]
-        if phrase_notes:
-            features = phrase_features(phrase_notes, quarters, qualities)
+    for start, end, rows, quarters in phrase_notes(notes, bar_ticks, ticks_per_quarter):
+        qualities = [c[3] for bar in range(start, end) for c in chords_by_bar.get(bar, ())]
+        if rows:
+            features = phrase_features(rows, quarters, qualities)
             label = (valence(features, mode), arousal(features, stats))
         else:
             label = (0.0, -1.0)
