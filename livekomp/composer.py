@@ -26,6 +26,7 @@ from typing import Protocol
 
 import trio
 
+from livekomp.measure import summarize_ms
 from livekomp.music.phrase import BarRequest, ComposedBar
 from livekomp.music.rules import RuleComposer
 
@@ -160,7 +161,7 @@ class ComposerService:
         self.unavailable = unavailable
         self.log_every_bars = log_every_bars
         self.outcomes: Counter[str] = Counter()
-        self.fresh_ms: deque[float] = deque(maxlen=10_000)
+        self.fresh_s: deque[float] = deque(maxlen=10_000)
         self._limiter = trio.CapacityLimiter(1)
         self._refill = trio.Event()
         self._last: BarRequest | None = None
@@ -199,7 +200,7 @@ class ComposerService:
     def _timed(self, request: BarRequest) -> ComposedBar:
         started = time.perf_counter()
         bar = self.primary.compose_bar(request)
-        self.fresh_ms.append((time.perf_counter() - started) * 1e3)
+        self.fresh_s.append(time.perf_counter() - started)
         return bar
 
     async def _compose_in_thread(self, request: BarRequest) -> ComposedBar | None:
@@ -241,14 +242,8 @@ class ComposerService:
                     self.buffer.put(request, bar)
 
     def latency(self) -> dict[str, float]:
-        if not self.fresh_ms:
-            return {}
-        ordered = sorted(self.fresh_ms)
-
-        def at(q: float) -> float:
-            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
-
-        return {"count": len(ordered), "p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": ordered[-1]}
+        """Fresh bars' compose time (count, p50/p99/max in ms); empty before the first."""
+        return summarize_ms(self.fresh_s) if self.fresh_s else {}
 
     def health(self) -> str:
         counts = ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items())) or "no bars"

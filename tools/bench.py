@@ -33,12 +33,13 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent))
 
+from livekomp.measure import summarize_ms
 from livekomp.music.messages import ScheduledMessage, note_off, note_on
 from livekomp.music.phrase import BarRequest
 from livekomp.music.rules import RuleComposer
 from livekomp.outputs.midi import MemoryOutput, SentMessage, TrackedOutput
 from livekomp.timing.clock import MasterClock
-from livekomp.timing.dispatcher import Dispatcher, summarize_ms
+from livekomp.timing.dispatcher import Dispatcher
 from livekomp.timing.sender import OutputSpec, ProcessDispatcher
 
 BPM = 120.0

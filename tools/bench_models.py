@@ -27,17 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+from livekomp.measure import summarize_ms
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _percentiles(values_ms: list[float]) -> dict[str, float]:
-    array = np.asarray(values_ms)
-    return {
-        "count": len(values_ms),
-        "p50_ms": round(float(np.percentile(array, 50)), 3),
-        "p99_ms": round(float(np.percentile(array, 99)), 3),
-        "max_ms": round(float(array.max()), 3),
-    }
 
 
 def bench_tokens(checkpoints: Path, context: int = 40, new: int = 16, repeats: int = 5) -> dict:
@@ -117,7 +109,7 @@ def bench_bar(checkpoints: Path, bars: int = 400) -> dict:
     result: dict[str, object] = {"bars": bars, "threads": 1}
     for runtime, int8 in (("torch", False), ("torch", True), ("onnx", False)):
         composer = load_neural(0, checkpoints, device="cpu", runtime=runtime, quantize=int8)
-        times, notes = [], 0
+        times_s, notes = [], 0
         for index in range(bars):
             angle = 2 * math.pi * index / 64
             request = BarRequest(
@@ -125,10 +117,10 @@ def bench_bar(checkpoints: Path, bars: int = 400) -> dict:
             )  # a Lissajous sweep of the plane
             started = time.perf_counter()
             bar = composer.compose_bar(request)
-            times.append((time.perf_counter() - started) * 1e3)
+            times_s.append(time.perf_counter() - started)
             composer.accept(request, bar)
             notes += sum(len(n) for n in bar.parts.values())
-        entry = _percentiles(times[10:])  # the first bars fill the context
+        entry = summarize_ms(times_s[10:])  # the first bars fill the context
         entry["notes_per_bar"] = round(notes / bars, 2)
         result[composer.runtime] = entry
     return result

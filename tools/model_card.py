@@ -304,7 +304,7 @@ def render() -> str:
             "the plane, one CPU thread:\n"
         )
         rows = [
-            [name, v["p50_ms"], v["p99_ms"], v["max_ms"], v["notes_per_bar"]]
+            [name, *(f"{v[k]:.2f}" for k in ("p50_ms", "p99_ms", "max_ms")), v["notes_per_bar"]]
             for name, v in bar.items()
             if isinstance(v, dict)
         ]

@@ -23,9 +23,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
-import math
 import os
-import statistics
 import threading
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
@@ -33,6 +31,7 @@ from contextlib import asynccontextmanager
 
 import trio
 
+from livekomp.measure import summarize_ms
 from livekomp.music.messages import ScheduledMessage, is_note_off
 from livekomp.outputs.midi import TrackedOutput
 from livekomp.timing.clock import MasterClock, TempoMap
@@ -66,24 +65,6 @@ class LatenessStats:
         with self._lock:
             values = sorted(self.lateness_s)
         return summarize_ms(values)
-
-
-def summarize_ms(values_s: Iterable[float]) -> dict[str, float]:
-    """{"count", "p50_ms", "p99_ms", "max_ms"} of a collection of seconds."""
-    values = sorted(values_s)
-    if not values:
-        return {"count": 0, "p50_ms": math.nan, "p99_ms": math.nan, "max_ms": math.nan}
-    if len(values) == 1:
-        p50 = p99 = values[0]
-    else:
-        cuts = statistics.quantiles(values, n=100, method="inclusive")
-        p50, p99 = cuts[49], cuts[98]
-    return {
-        "count": len(values),
-        "p50_ms": p50 * 1e3,
-        "p99_ms": p99 * 1e3,
-        "max_ms": values[-1] * 1e3,
-    }
 
 
 class MessageHeap:

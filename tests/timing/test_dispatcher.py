@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 import trio
 
+from livekomp.measure import summarize_ms
 from livekomp.music.messages import (
     CC_ALL_NOTES_OFF,
     control_change,
@@ -24,7 +25,6 @@ from livekomp.timing.dispatcher import (
     VirtualDispatcher,
     open_dispatcher,
     open_virtual_dispatcher,
-    summarize_ms,
 )
 from tests.timing.common import BPM, ORDERING_CASE, ORDERING_EXPECTED, TICK, at, wait_for
 
