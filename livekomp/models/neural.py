@@ -242,7 +242,7 @@ class NeuralComposer:
         voicing = self._voicing(chords[0], memory.voicing, request)
         parts = {
             Part.MELODY: self._melody(melody_rows, request),
-            Part.CHORDS: self._comp(chords, onsets, accents, voicing, memory.voicing, request),
+            Part.CHORDS: self._comp(chords, onsets, accents, voicing, request),
             Part.BASS: self._bass(chords, onsets, accents, request),
             Part.DRUMS: self.drums.compose_bar(request).parts[Part.DRUMS],
         }
@@ -375,28 +375,36 @@ class NeuralComposer:
         center = interpolate(CHORD_CENTER_BY_AROUSAL, request.arousal)
         return close_voicing(chord_pitch_classes(chord, request.tonic % 12), center, previous)
 
+    @staticmethod
+    def _strokes(
+        chords: list[int], onsets: list[bool], accents: list[float], bar_steps: int, grid: int
+    ) -> list[tuple[int, int, float]]:
+        """(start, end, accent above the bar's mean) of each accompaniment stroke: the groove's
+        onsets on every `grid`-th step, and the middle of the bar when a new chord begins there."""
+        starts = [i for i in range(0, min(bar_steps, STEPS), grid) if onsets[i]]
+        half_step = bar_steps // 2
+        if chords[1] != chords[0] and half_step not in starts:
+            starts = sorted([*starts, half_step])  # a new chord is struck where it begins
+        mean = float(np.mean([accents[i] for i in starts]))
+        ends = [*starts[1:], bar_steps]
+        return [(a, b, accents[a] - mean) for a, b in zip(starts, ends, strict=True)]
+
     def _comp(
         self,
         chords: list[int],
         onsets: list[bool],
         accents: list[float],
         first_voicing: tuple[int, ...],
-        previous: tuple[int, ...],
         request: BarRequest,
     ) -> list[Note]:
         bar_steps = request.beats_per_bar * STEPS_PER_QUARTER
-        share = interpolate(PAD_ARTICULATION_BY_AROUSAL, request.arousal)
-        starts = [i for i in range(min(bar_steps, STEPS)) if onsets[i]]
         half_step = bar_steps // 2
-        if chords[1] != chords[0] and half_step not in starts:
-            starts = sorted([*starts, half_step])  # a new chord is struck where it begins
+        share = interpolate(PAD_ARTICULATION_BY_AROUSAL, request.arousal)
         second = self._voicing(chords[1], first_voicing, request)
-        mean = float(np.mean([accents[i] for i in starts]))
         notes = []
-        for n, start in enumerate(starts):
-            end = starts[n + 1] if n + 1 < len(starts) else bar_steps
+        for start, end, accent in self._strokes(chords, onsets, accents, bar_steps, 1):
             voicing = first_voicing if start < half_step else second
-            velocity = _velocity(request, Part.CHORDS, accents[start] - mean)
+            velocity = _velocity(request, Part.CHORDS, accent)
             for pitch in voicing:
                 notes.append(
                     Note(
@@ -416,15 +424,10 @@ class NeuralComposer:
         bar_steps = request.beats_per_bar * STEPS_PER_QUARTER
         half_step = bar_steps // 2
         grid = 2 if request.arousal > 0.4 else STEPS_PER_QUARTER
-        starts = [i for i in range(0, min(bar_steps, STEPS), grid) if onsets[i]]
-        if chords[1] != chords[0] and half_step not in starts:
-            starts = sorted([*starts, half_step])
         center = interpolate(BASS_CENTER_BY_AROUSAL, request.arousal)
         share = interpolate(ARTICULATION_BY_AROUSAL, request.arousal)
-        mean = float(np.mean([accents[i] for i in starts]))
         notes = []
-        for n, start in enumerate(starts):
-            end = starts[n + 1] if n + 1 < len(starts) else bar_steps
+        for start, end, accent in self._strokes(chords, onsets, accents, bar_steps, grid):
             chord = chords[0] if start < half_step else chords[1]
             root, _quality = chord_root_quality(chord)
             interval = 7 if (request.arousal > 0.4 and start % STEPS_PER_QUARTER) else 0
@@ -434,7 +437,7 @@ class NeuralComposer:
                     pitch=int(clamp(pitch, 0, 127)),
                     start_beats=start / STEPS_PER_QUARTER,
                     duration_beats=(end - start) * share / STEPS_PER_QUARTER,
-                    velocity=_velocity(request, Part.BASS, accents[start] - mean),
+                    velocity=_velocity(request, Part.BASS, accent),
                 )
             )
         return notes
