@@ -158,12 +158,12 @@ def _score_records(source: str, kind: str, work_id: str, score) -> list[dict]:
     if kind == "chorale" and len(parts) != 4:
         return []
     voices = parts[:2] if kind == "upper_voices" else parts[:1]
-    extracted = [extract_part(p) for p in voices]
-    if kind == "chorale" or kind == "upper_voices":
-        everything = [extract_part(p) for p in parts]
-        key_notes = [(n[2], n[3]) for e in everything if e for n in e[0]]
-    else:
-        key_notes = [(n[2], n[3]) for e in extracted if e for n in e[0]]
+    # The key is found from every part of a polyphonic work, from the tune alone otherwise;
+    # each part is extracted once.
+    keyed = parts if kind in ("chorale", "upper_voices") else voices
+    by_part = [extract_part(p) for p in keyed]
+    extracted = by_part[: len(voices)]
+    key_notes = [(n[2], n[3]) for e in by_part if e for n in e[0]]
     if not key_notes:
         return []
     tonic, mode = _key_of(key_notes)
