@@ -158,7 +158,7 @@ async def run_learn(
 ) -> list[Learned]:
     """Open the controller's port, learn, write `out` (checked by loading it back). Nothing
     learned: nothing written."""
-    from livekomp.inputs.midi import _close_input, open_input
+    from livekomp.inputs.midi import close_input, open_input
 
     token = trio.lowlevel.current_trio_token()
     send, receive = trio.open_memory_channel[bytes](1024)
@@ -194,7 +194,7 @@ async def run_learn(
             nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(_close_input, midi_in)
+            await trio.to_thread.run_sync(close_input, midi_in)
     if not learned:
         return learned
     out.parent.mkdir(parents=True, exist_ok=True)

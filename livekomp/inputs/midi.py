@@ -149,7 +149,7 @@ async def keep_input_open(
                 log.warning("%s %s is back: reopened", what, port)
 
 
-def _close_input(midi_in: rtmidi.MidiIn) -> None:
+def close_input(midi_in: rtmidi.MidiIn) -> None:
     midi_in.cancel_callback()
     midi_in.close_port()
     midi_in.delete()
@@ -211,5 +211,5 @@ async def serve_midi_in(
             nursery.cancel_scope.cancel()
     finally:
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(_close_input, midi_in)
+            await trio.to_thread.run_sync(close_input, midi_in)
         raw_send.close()

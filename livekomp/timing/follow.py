@@ -37,7 +37,7 @@ from functools import partial
 import rtmidi
 import trio
 
-from livekomp.inputs.midi import keep_input_open, open_input
+from livekomp.inputs.midi import close_input, keep_input_open, open_input
 from livekomp.midiports import CLIENT_NAME
 from livekomp.music import messages
 from livekomp.timing.clock import MAX_BPM, MIN_BPM, MasterClock
@@ -388,12 +388,6 @@ def _open_clock_input(port_name: str | None, api: int) -> tuple[rtmidi.MidiIn, s
     )
 
 
-def _close_clock_input(midi_in: rtmidi.MidiIn) -> None:
-    midi_in.cancel_callback()
-    midi_in.close_port()
-    midi_in.delete()
-
-
 async def serve_midi_clock_in(
     port_name: str | None,
     follower: MidiClockFollower,
@@ -438,4 +432,4 @@ async def serve_midi_clock_in(
             await follower.serve_watchdog()
     finally:
         with trio.CancelScope(shield=True):
-            await trio.to_thread.run_sync(_close_clock_input, midi_in)
+            await trio.to_thread.run_sync(close_input, midi_in)
