@@ -31,6 +31,12 @@ from livekomp.models import checkpoint, data, tokens  # noqa: E402
 from livekomp.models.groove import GrooveConfig, GroovePredictor, step_mask  # noqa: E402
 from livekomp.models.harmony import CHORD_CLASSES, HarmonyConfig, HarmonyPredictor  # noqa: E402
 from livekomp.models.melody import FIELDS, MelodyConfig, MelodyTransformer  # noqa: E402
+from livekomp.models.scores import (  # noqa: E402
+    batches,
+    groove_loss,
+    groove_scores,
+    melody_scores,
+)
 
 SEED = 1234
 
@@ -38,10 +44,6 @@ SEED = 1234
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     torch.manual_seed(seed)
-
-
-def batches(n: int, size: int, generator: torch.Generator) -> list[torch.Tensor]:
-    return list(torch.randperm(n, generator=generator).split(size))
 
 
 class Resumable:
@@ -126,30 +128,6 @@ def ngram_baseline(train: data.MelodyExamples, test: data.MelodyExamples) -> dic
 
 
 @torch.no_grad()
-def evaluate_melody(
-    model: MelodyTransformer, examples: data.MelodyExamples, size: int = 128
-) -> dict:
-    model.eval()
-    totals = {name: [0.0, 0, 0] for name in FIELDS}  # nll sum, correct, count
-    for start in range(0, len(examples), size):
-        steps = examples.steps[start : start + size]
-        mood = examples.mood[start : start + size]
-        metre = examples.metre[start : start + size]
-        inputs, targets = steps[:, :-1].clamp_min(0), steps[:, 1:]
-        past_k, past_v = model.empty_cache(steps.shape[0])
-        hidden, _, _ = model.trunk(inputs, mood[:, 1:], metre, past_k, past_v)
-        logits = model.heads(hidden, targets[..., 0].clamp_min(0), targets[..., 1].clamp_min(0))
-        for i, (name, field_logits) in enumerate(zip(FIELDS, logits, strict=True)):
-            target = targets[..., i]
-            valid = target >= 0
-            nll = F.cross_entropy(field_logits[valid], target[valid], reduction="sum")
-            totals[name][0] += nll.item()
-            totals[name][1] += (field_logits[valid].argmax(-1) == target[valid]).sum().item()
-            totals[name][2] += valid.sum().item()
-    model.train()
-    return {name: {"nll": s / n, "accuracy": c / n} for name, (s, c, n) in totals.items()}
-
-
 def train_melody(args, splits, stats, out: Path, state_dir: Path) -> dict:
     config = MelodyConfig()
     print("melody: building windows …", flush=True)
@@ -203,7 +181,7 @@ def train_melody(args, splits, stats, out: Path, state_dir: Path) -> dict:
                 break
         seconds += time.perf_counter() - started
         epoch += 1
-        scores = evaluate_melody(model, valid)
+        scores = melody_scores(model, valid)
         history.append({"epoch": epoch, "step": step, "minutes": seconds / 60, "valid": scores})
         print(f"melody epoch {epoch}: valid {json.dumps(scores)}", flush=True)
         saver.save(  # every epoch, so --resume loses at most one
@@ -223,7 +201,7 @@ def train_melody(args, splits, stats, out: Path, state_dir: Path) -> dict:
         "steps": step,
         "train_minutes": round(seconds / 60, 2),
         "history": history,
-        "test": evaluate_melody(model, test),
+        "test": melody_scores(model, test),
         "ngram_test": ngram_baseline(train, test),
     }
     checkpoint.save(model, "melody", out, {"proxy_stats": stats.as_dict(), "training": result})
@@ -309,36 +287,13 @@ def train_groove(args, splits, stats, out: Path, state_dir: Path) -> dict:
     started = time.perf_counter()
     history = []
 
-    @torch.no_grad()
-    def scores(examples: data.GrooveExamples) -> dict:
-        model.eval()
-        inside = step_mask(examples.bar_steps)
-        bce, mse = model.loss(
-            examples.mood,
-            examples.metre,
-            examples.previous,
-            examples.onsets,
-            examples.accents,
-            inside,
-        )
-        model.train()
-        return {"onset_bce": bce.item(), "accent_mse": mse.item()}
-
     for epoch in tqdm(range(args.groove_epochs), desc="groove"):
         for index in batches(len(train), 256, generator):
-            inside = step_mask(train.bar_steps[index])
-            bce, mse = model.loss(
-                train.mood[index],
-                train.metre[index],
-                train.previous[index],
-                train.onsets[index],
-                train.accents[index],
-                inside,
-            )
+            bce, mse = groove_loss(model, train, index)
             optimizer.zero_grad(set_to_none=True)
             (bce + 0.5 * mse).backward()
             optimizer.step()
-        history.append({"epoch": epoch + 1, "valid": scores(valid)})
+        history.append({"epoch": epoch + 1, "valid": groove_scores(model, valid)})
     model.eval()
     # Baseline: each step's onset rate and mean accent for its metre, ignoring the mood.
     rate = defaultdict(lambda: torch.zeros(2, train.onsets.shape[1]))
@@ -358,7 +313,7 @@ def train_groove(args, splits, stats, out: Path, state_dir: Path) -> dict:
     result = {
         "train_bars": len(train),
         "train_minutes": round((time.perf_counter() - started) / 60, 2),
-        "test": scores(test),
+        "test": groove_scores(model, test),
         "baseline_test": baseline,
         "baseline": "per-metre onset rate and mean accent of each step (no mood, no previous bar)",
         "history": history[-3:],

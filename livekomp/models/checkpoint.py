@@ -37,7 +37,7 @@ class CheckpointError(Exception):
     """A checkpoint that cannot be used; the message names the file and what is wrong."""
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -56,7 +56,7 @@ def save(model: nn.Module, kind: str, directory: Path, meta: dict[str, Any] | No
         "format": FORMAT,
         "config": model.config.as_dict(),
         "parameters": sum(p.numel() for p in model.parameters()),
-        "sha256": _sha256(weights),
+        "sha256": sha256(weights),
         **(meta or {}),
     }
     (directory / f"{kind}.json").write_text(json.dumps(description, indent=2) + "\n")
@@ -96,7 +96,7 @@ def load(kind: str, directory: Path = DEFAULT_DIR, device: str | torch.device = 
         raise CheckpointError(f"{json_path}: bad config: {error}") from None
     if not weights.is_file():
         raise CheckpointError(f"{weights}: no such file")
-    if description.get("sha256") != _sha256(weights):
+    if description.get("sha256") != sha256(weights):
         raise CheckpointError(f"{weights}: corrupt (its SHA-256 differs from {json_path.name})")
     try:
         state = load_file(str(weights))

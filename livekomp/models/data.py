@@ -2,7 +2,8 @@
 
 A record is a dict with `tonic`, `mode`, `bar_ticks` (one length per bar, in ticks), `notes`
 ([bar, onset_ticks, midi_pitch, duration_ticks] rows in time order) and, for the chorales,
-`chords` ([bar, half, root_pc, quality]). The same functions shape the performer's own MIDI for
+`chords` ([bar, half, root_pc, quality]), and for a performer's labelled song `mood`
+([valence, arousal], the whole work's). The same functions shape the performer's own MIDI for
 fine-tuning, so base models and adapters see identical inputs.
 """
 
@@ -43,6 +44,11 @@ def fit_proxy_stats(records: Iterable[Record]) -> proxy.ProxyStats:
 
 
 def bar_labels(record: Record, stats: proxy.ProxyStats) -> list[tuple[float, float]]:
+    """(valence, arousal) of each bar: the record's own `mood` when it has one (a performer's
+    sidecar label), else the proxy labeller's."""
+    if "mood" in record:
+        valence, arousal = record["mood"]
+        return [(float(valence), float(arousal))] * len(record["bar_ticks"])
     return proxy.label_work(
         record["notes"], record["bar_ticks"], record["mode"], stats, record.get("chords", ())
     )

@@ -18,13 +18,14 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from livekomp.models import checkpoint, tokens
+from livekomp.models import checkpoint, lora, tokens
 from livekomp.models.groove import STEPS, STEPS_PER_QUARTER, GroovePredictor
 from livekomp.models.harmony import (
     NO_CHORD,
@@ -35,7 +36,14 @@ from livekomp.models.harmony import (
     melody_features,
 )
 from livekomp.models.melody import MelodyTransformer
-from livekomp.models.runtime import Heads, OnnxTrunk, TorchTrunk, Trunk, pick_device
+from livekomp.models.runtime import (
+    Heads,
+    OnnxTrunk,
+    RuntimeUnavailable,
+    TorchTrunk,
+    Trunk,
+    pick_device,
+)
 from livekomp.music.phrase import BarRequest, ComposedBar, Note, Part
 from livekomp.music.rules import (
     ARTICULATION_BY_AROUSAL,
@@ -175,6 +183,14 @@ class MelodyWriter:
         return written
 
 
+@dataclass(frozen=True)
+class Style:
+    """The models one style plays with: the base's, or copies with an adapter merged in."""
+
+    writer: MelodyWriter
+    groove: GroovePredictor
+
+
 def _notes_from_steps(
     steps: list[tokens.Step], tonic: int, bar_ticks: int
 ) -> list[tuple[int, int, int]]:
@@ -215,30 +231,52 @@ class NeuralComposer:
     ) -> None:
         self.seed = seed
         self.sampling = sampling or Sampling()
-        self.writer = MelodyWriter(melody, trunk, self.sampling)
         self.harmony = harmony.cpu().eval()
-        self.groove = groove.cpu().eval()
+        self._styles = {"": Style(MelodyWriter(melody, trunk, self.sampling), groove.cpu().eval())}
+        self.refused_styles: dict[str, str] = {}  # style name → why it was not loaded
         self.runtime = trunk.name
         self.drums = RuleComposer(seed)
         self._memory = _Memory()
         self._lock = threading.Lock()
 
+    @property
+    def writer(self) -> MelodyWriter:
+        """The base melody writer."""
+        return self._styles[""].writer
+
+    @property
+    def styles(self) -> tuple[str, ...]:
+        """The style adapters loaded, by name ("" — the base — not among them)."""
+        return tuple(name for name in self._styles if name)
+
+    def add_style(
+        self, name: str, melody: MelodyTransformer, trunk: Trunk, groove: GroovePredictor
+    ) -> None:
+        """Play requests for `name` with these models (from then on; call before playing)."""
+        writer = MelodyWriter(melody, trunk, self.sampling)
+        self._styles = {**self._styles, name: Style(writer, groove.cpu().eval())}
+
     def warm_up(self) -> None:
-        """One bar through every model, so the first real request pays no first-call costs."""
-        self.compose_bar(BarRequest(index=0, beats_per_bar=4, tonic=0, valence=0.0, arousal=0.0))
+        """One bar through every model of every style, so the first real request (and the
+        first bar after a switch) pays no first-call costs."""
+        for name in self._styles:
+            self.compose_bar(
+                BarRequest(0, beats_per_bar=4, tonic=0, valence=0.0, arousal=0.0, style=name)
+            )
 
     # --- the composer protocol ---
 
     def compose_bar(self, request: BarRequest, *, recompute: bool = False) -> ComposedBar:
         with self._lock:
             memory = self._memory.snapshot()
+        style = self._styles.get(request.style, self._styles[""])
         rng = np.random.default_rng(mix_seed(self.seed, request.index, 0x6E657572))
         bar_ticks = request.beats_per_bar * TPQ
         tonic = request.tonic % 12
-        steps = self.writer.write(memory, request, rng, recompute=recompute)
+        steps = style.writer.write(memory, request, rng, recompute=recompute)
         melody_rows = _notes_from_steps(steps, tonic, bar_ticks)
         chords = self._chords(melody_rows, memory.chord, request, rng)
-        onsets, accents = self._groove(memory.groove, request, rng)
+        onsets, accents = self._groove(style.groove, memory.groove, request, rng)
         voicing = self._voicing(chords[0], memory.voicing, request)
         parts = {
             Part.MELODY: self._melody(melody_rows, request),
@@ -261,6 +299,11 @@ class NeuralComposer:
                 "groove": [i for i, on in enumerate(onsets) if on],
                 "valence": request.valence,
                 "arousal": request.arousal,
+                **(
+                    {"style": request.style}
+                    if request.style and request.style in self._styles
+                    else {}
+                ),
             },
         )
 
@@ -352,12 +395,16 @@ class NeuralComposer:
 
     @torch.inference_mode()
     def _groove(
-        self, previous: list[float], request: BarRequest, rng: np.random.Generator
+        self,
+        model: GroovePredictor,
+        previous: list[float],
+        request: BarRequest,
+        rng: np.random.Generator,
     ) -> tuple[list[bool], list[float]]:
         """Accompaniment onsets on the sixteenth grid, and each step's accent."""
         bar_steps = min(request.beats_per_bar * STEPS_PER_QUARTER, STEPS)
         metre = tokens.metre_index(request.beats_per_bar * TPQ)
-        logits, accents = self.groove(
+        logits, accents = model(
             torch.tensor([[request.valence, request.arousal]]),
             torch.tensor([metre]),
             torch.tensor([previous]),
@@ -459,6 +506,28 @@ def onnx_path(directory: Path) -> Path:
         return Path.home() / ".cache" / "livekomp" / "onnx" / name
 
 
+def _load_style(
+    name: str,
+    adapters_dir: Path,
+    base: dict[str, torch.nn.Module],
+    base_sha: dict[str, str],
+    make_trunk: Callable[[MelodyTransformer, Path], Trunk],
+) -> tuple[MelodyTransformer, Trunk | None, GroovePredictor]:
+    """A style's merged melody model with its trunk, and its (merged or base) groove."""
+    info = lora.read_style(name, adapters_dir)
+    adapted = {
+        kind: lora.merged(info, kind, base[kind], base_sha[kind])
+        if kind in info.targets
+        else base[kind]
+        for kind in ("melody", "groove")
+    }
+    melody, trunk = adapted["melody"], None
+    if "melody" in info.targets:
+        sha = f"{info.file_sha('melody')[:16]}-{base_sha['melody'][:16]}"
+        trunk = make_trunk(melody, info.folder / "onnx" / f"melody-{sha}.onnx")
+    return melody, trunk, adapted["groove"]
+
+
 def load_neural(
     seed: int,
     directory: Path = checkpoint.DEFAULT_DIR,
@@ -467,21 +536,46 @@ def load_neural(
     runtime: str = "torch",
     quantize: bool = False,
     threads: int = 1,
+    styles: Sequence[str] = (),
+    adapters_dir: Path = Path("adapters"),
 ) -> NeuralComposer:
-    """Load the three checkpoints and warm them up; raises CheckpointError or RuntimeUnavailable."""
+    """Load the three checkpoints and the named style adapters, and warm them all up.
+
+    Raises CheckpointError or RuntimeUnavailable for the base models. A style adapter that cannot
+    be used is refused — one warning naming it, and `refused_styles` says why — and the others
+    and the base carry on.
+    """
     started = time.perf_counter()
     torch.set_num_threads(threads)
     chosen = pick_device(device)
     melody = checkpoint.load("melody", directory)
     harmony = checkpoint.load("harmony", directory)
     groove = checkpoint.load("groove", directory)
-    if runtime == "onnx":
-        trunk: Trunk = OnnxTrunk(melody, onnx_path(directory), threads=threads)
-    else:
-        trunk = TorchTrunk(melody, chosen, quantize=quantize)
+
+    def make_trunk(model: MelodyTransformer, onnx: Path) -> Trunk:
+        if runtime == "onnx":
+            return OnnxTrunk(model, onnx, threads=threads)
+        return TorchTrunk(model, chosen, quantize=quantize)
+
+    trunk = make_trunk(melody, onnx_path(directory))
     composer = NeuralComposer(melody, harmony, groove, trunk, seed)
+    base = {"melody": melody, "groove": groove}
+    base_sha = {kind: checkpoint.read_description(kind, directory)["sha256"] for kind in base}
+    for name in dict.fromkeys(styles):  # each once, in order
+        try:
+            style_melody, style_trunk, style_groove = _load_style(
+                name, adapters_dir, base, base_sha, make_trunk
+            )
+        except (lora.AdapterError, RuntimeUnavailable, OSError) as error:
+            composer.refused_styles[name] = str(error)
+            log.warning("style %r refused: %s; the base models carry on", name, error)
+            continue
+        composer.add_style(name, style_melody, style_trunk or trunk, style_groove)
     composer.warm_up()
     log.info(
-        "neural composer ready (%s) in %.0f ms", trunk.name, (time.perf_counter() - started) * 1e3
+        "neural composer ready (%s%s) in %.0f ms",
+        trunk.name,
+        f"; styles {', '.join(composer.styles)}" if composer.styles else "",
+        (time.perf_counter() - started) * 1e3,
     )
     return composer

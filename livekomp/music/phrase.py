@@ -57,6 +57,7 @@ class BarRequest:
     arousal: float  # -1 calm .. +1 excited
     density: float = 0.5  # 0..1, the performer's density control; 0.5 is neutral
     intensity: float = 0.5  # 0..1, overall dynamics; 0.5 is neutral
+    style: str = ""  # the style adapter to play in; "" is the base models
 
 
 @dataclass(frozen=True, slots=True)

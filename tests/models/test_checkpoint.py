@@ -47,7 +47,7 @@ def test_a_truncated_file_with_a_matching_hash_is_still_refused(tmp_path):
     weights = tmp_path / "groove.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     description = json.loads((tmp_path / "groove.json").read_text())
-    description["sha256"] = checkpoint._sha256(weights)
+    description["sha256"] = checkpoint.sha256(weights)
     (tmp_path / "groove.json").write_text(json.dumps(description))
     with pytest.raises(CheckpointError, match=r"groove\.safetensors: unreadable"):
         checkpoint.load("groove", tmp_path)
