@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import runpy
@@ -325,6 +326,46 @@ def _parser() -> argparse.ArgumentParser:
         "--timeout-s", type=float, help="give up on a parameter after this long (default: wait)"
     )
 
+    finetune = commands.add_parser(
+        "finetune", help="train a style adapter (LoRA) on a folder of your own MIDI files"
+    )
+    finetune.add_argument("--midi", type=Path, required=True, metavar="DIR", help="MIDI folder")
+    finetune.add_argument("--name", required=True, help="the style's name, e.g. my-ballads")
+    finetune.add_argument(
+        "--target",
+        choices=["melody", "groove", "both"],
+        default="both",
+        help="which models to adapt (default both)",
+    )
+    finetune.add_argument("--rank", type=int, default=8, help="LoRA rank (default 8)")
+    finetune.add_argument("--alpha", type=float, default=16.0, help="LoRA alpha (default 16)")
+    finetune.add_argument(
+        "--epochs", type=int, help="passes over the data (default: enough for ~300 steps)"
+    )
+    finetune.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda", "mps"],
+        default="auto",
+        help="where to train (default auto: CUDA, then MPS, then CPU)",
+    )
+    finetune.add_argument(
+        "--track", help="the melody's track, by name or number (default: the busiest)"
+    )
+    finetune.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    finetune.add_argument("--force", action="store_true", help="replace a style of that name")
+    _adapter_location_flags(finetune)
+
+    adapters = commands.add_parser("adapters", help="list or merge style adapters")
+    adapter_commands = adapters.add_subparsers(dest="adapters_command", required=True)
+    listing = adapter_commands.add_parser("list", help="the style adapters in --adapters")
+    _adapter_location_flags(listing)
+    merge = adapter_commands.add_parser(
+        "merge", help="write the base checkpoints with a style merged in (and its ONNX export)"
+    )
+    merge.add_argument("name", help="the style to merge")
+    merge.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
+    _adapter_location_flags(merge)
+
     bench = commands.add_parser("bench", help="run tools/bench.py (from a source checkout)")
     bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for tools/bench.py")
     return parser
@@ -531,6 +572,109 @@ def _run_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _adapter_location_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--adapters",
+        type=Path,
+        metavar="DIR",
+        help="style adapters folder (default: $LIVEKOMP_ADAPTERS, else ./adapters)",
+    )
+    parser.add_argument("--checkpoints", type=Path, metavar="DIR", help="base checkpoints folder")
+
+
+def _adapters_dir(args: argparse.Namespace) -> Path:
+    from livekomp.composer import default_adapters_dir
+
+    return args.adapters or default_adapters_dir()
+
+
+def _run_finetune(args: argparse.Namespace) -> int:
+    from livekomp.models.checkpoint import DEFAULT_DIR, CheckpointError
+    from livekomp.models.finetune import FinetuneError, FinetuneOptions, finetune
+    from livekomp.models.lora import AdapterError
+    from livekomp.models.midi_import import MidiImportError
+    from livekomp.models.runtime import RuntimeUnavailable
+
+    options = FinetuneOptions(
+        midi=args.midi,
+        name=args.name,
+        target=args.target,
+        rank=args.rank,
+        alpha=args.alpha,
+        epochs=args.epochs,
+        device=args.device,
+        track=args.track,
+        seed=args.seed,
+        force=args.force,
+    )
+    try:
+        info = finetune(options, _adapters_dir(args), args.checkpoints or DEFAULT_DIR)
+    except (FinetuneError, AdapterError, MidiImportError, CheckpointError, RuntimeUnavailable) as e:
+        print(f"livekomp: error: {e}", file=sys.stderr)
+        return 2
+    print(f"style {info.name!r} saved in {info.folder}")
+    for kind, facts in info.description["training"].items():
+        held = facts["held_out"]
+        print(
+            f"  {kind}: held-out loss {held['base']['loss']:.4f} (base) → "
+            f"{held['adapted']['loss']:.4f} (adapted), {facts['steps']} steps in "
+            f"{facts['seconds']:.1f} s, {facts['trainable_parameters']:,} trainable parameters"
+        )
+    print(f"  card: {info.folder / 'CARD.md'}")
+    return 0
+
+
+def _run_adapters(args: argparse.Namespace) -> int:
+    from livekomp.models import checkpoint, lora
+
+    adapters_dir = _adapters_dir(args)
+    checkpoints_dir = args.checkpoints or checkpoint.DEFAULT_DIR
+    if args.adapters_command == "merge":
+        try:
+            info = lora.read_style(args.name, adapters_dir)
+            written = lora.merge_style(info, checkpoints_dir, args.out)
+        except (lora.AdapterError, checkpoint.CheckpointError) as error:
+            print(f"livekomp: error: {error}", file=sys.stderr)
+            return 2
+        for kind, path in written.items():
+            print(f"  {kind}: {path}")
+        if "onnx" not in written and "melody" in info.targets:
+            print("  (no ONNX export: pip install 'livekomp[onnx]' for it)")
+        print(f"merged {info.name!r}: play it with --checkpoints {args.out}")
+        return 0
+    found = lora.list_styles(adapters_dir)
+    if not found:
+        print(f"no style adapters in {adapters_dir}")
+        return 0
+    base_sha = {}
+    for kind in lora.KINDS:
+        with contextlib.suppress(checkpoint.CheckpointError):  # listed as "OTHER base models"
+            base_sha[kind] = checkpoint.read_description(kind, checkpoints_dir)["sha256"]
+    for entry in found:
+        if isinstance(entry, tuple):
+            print(f"{entry[0]}: unusable: {entry[1]}")
+            continue
+        print(_style_line(entry, base_sha))
+    return 0
+
+
+def _style_line(info, base_sha: dict[str, str]) -> str:
+    """One `adapters list` line: name, targets, rank, data, held-out loss, fit to the base."""
+    facts = info.description
+    data = facts.get("data", {})
+    losses = ", ".join(
+        f"{kind} {t['held_out']['base']['loss']:.3f}→{t['held_out']['adapted']['loss']:.3f}"
+        for kind, t in facts.get("training", {}).items()
+    )
+    fits = all(base_sha.get(kind) == info.base_sha(kind) for kind in info.targets)
+    return (
+        f"{info.name}: {'+'.join(info.targets)}, rank {info.rank}, alpha {info.alpha:g}; "
+        f"{len(data.get('files_used', []))} files, {data.get('notes', '?')} notes; "
+        f"held-out loss {losses or '?'}; "
+        + ("fits these base models" if fits else "made for OTHER base models: it will be refused")
+    )
+
+
 COMMANDS = {
     "rehearse": _run_rehearse,
     "generate": _run_generate,
@@ -538,6 +682,8 @@ COMMANDS = {
     "ports": _run_ports,
     "layout": _run_layout,
     "learn": _run_learn,
+    "finetune": _run_finetune,
+    "adapters": _run_adapters,
     "bench": _run_bench,
 }
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -52,6 +53,11 @@ class ComposerSettings:
     checkpoints: str | None = None  # None: the checkpoints/ folder shipped with livekomp
     threads: int = 1  # CPU threads for inference
     budget_ms: float = 60.0  # how long a fresh bar may take before the chain moves on
+
+
+def default_adapters_dir() -> Path:
+    """Where style adapters live unless --adapters says: $LIVEKOMP_ADAPTERS, else ./adapters."""
+    return Path(os.environ.get("LIVEKOMP_ADAPTERS") or "adapters")
 
 
 def build_composer(settings: ComposerSettings, seed: int) -> tuple[Composer, str | None]:

@@ -37,8 +37,7 @@ def bench_tokens(checkpoints: Path, context: int = 40, new: int = 16, repeats: i
     import torch
 
     from livekomp.models import checkpoint
-    from livekomp.models.neural import onnx_path
-    from livekomp.models.runtime import OnnxTrunk, TorchTrunk
+    from livekomp.models.runtime import OnnxTrunk, TorchTrunk, onnx_path
 
     torch.set_num_threads(1)
     model = checkpoint.load("melody", checkpoints)

@@ -25,6 +25,7 @@ from __future__ import annotations
 import copy
 import json
 import re
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
+from livekomp.models import checkpoint
 from livekomp.models.checkpoint import sha256
+from livekomp.models.runtime import export_onnx, onnx_path
 
 FORMAT = 1
 STYLE_FILE = "style.json"
@@ -286,3 +289,41 @@ def merged(info: StyleInfo, kind: str, base: nn.Module, base_sha: str) -> nn.Mod
 
 def size_bytes(info: StyleInfo) -> int:
     return sum((info.folder / kind / WEIGHTS_FILE).stat().st_size for kind in info.targets)
+
+
+def merge_style(info: StyleInfo, checkpoints_dir: Path, out: Path) -> dict[str, Path]:
+    """Write the base checkpoints with this style merged in to `out`, loadable as the base ones
+    are (`--checkpoints OUT`), and export the merged melody trunk to ONNX beside them when the
+    onnx package is installed. Returns what was written, by kind ("onnx" included if made)."""
+    written: dict[str, Path] = {}
+    for kind in checkpoint.KINDS:
+        description = checkpoint.read_description(kind, checkpoints_dir)
+        if kind not in info.targets:
+            out.mkdir(parents=True, exist_ok=True)
+            for suffix in (".safetensors", ".json"):
+                shutil.copyfile(checkpoints_dir / f"{kind}{suffix}", out / f"{kind}{suffix}")
+            written[kind] = out / f"{kind}.safetensors"
+            continue
+        base = checkpoint.load(kind, checkpoints_dir)
+        model = merged(info, kind, base, description["sha256"])
+        meta = {
+            key: value
+            for key, value in description.items()
+            if key not in ("kind", "format", "config", "parameters", "sha256")
+        }
+        meta["merged_style"] = {
+            "name": info.name,
+            "adapter_sha256": info.file_sha(kind),
+            "base_sha256": description["sha256"],
+            "rank": info.rank,
+            "alpha": info.alpha,
+        }
+        written[kind] = checkpoint.save(model, kind, out, meta)
+    if "melody" in info.targets:
+        try:
+            import onnx  # noqa: F401  (the exporter needs it)
+        except ImportError:
+            return written
+        melody = checkpoint.load("melody", out)
+        written["onnx"] = export_onnx(melody, onnx_path(out))
+    return written

@@ -42,6 +42,7 @@ from livekomp.models.runtime import (
     RuntimeUnavailable,
     TorchTrunk,
     Trunk,
+    onnx_path,
     pick_device,
 )
 from livekomp.music.phrase import BarRequest, ComposedBar, Note, Part
@@ -488,22 +489,6 @@ class NeuralComposer:
                 )
             )
         return notes
-
-
-def onnx_path(directory: Path) -> Path:
-    """Where the melody trunk's ONNX export lives: beside the checkpoint when that folder is
-    writable, else in the user's cache; named by the weights' hash, so new weights export anew."""
-    sha = checkpoint.read_description("melody", directory)["sha256"][:16]
-    name = f"melody-{sha}.onnx"
-    beside = directory / "onnx"
-    try:
-        beside.mkdir(exist_ok=True)
-        probe = beside / ".writable"
-        probe.touch()
-        probe.unlink()
-        return beside / name
-    except OSError:
-        return Path.home() / ".cache" / "livekomp" / "onnx" / name
 
 
 def _load_style(

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from livekomp.models.checkpoint import read_description
 from livekomp.models.melody import MelodyTransformer
 
 log = logging.getLogger("livekomp.models")
@@ -135,6 +136,22 @@ def _export(module: torch.nn.Module, example: tuple, path: Path) -> None:
         },
         opset_version=17,
     )
+
+
+def onnx_path(directory: Path) -> Path:
+    """Where the melody trunk's ONNX export lives: beside the checkpoint when that folder is
+    writable, else in the user's cache; named by the weights' hash, so new weights export anew."""
+    sha = read_description("melody", directory)["sha256"][:16]
+    name = f"melody-{sha}.onnx"
+    beside = directory / "onnx"
+    try:
+        beside.mkdir(exist_ok=True)
+        probe = beside / ".writable"
+        probe.touch()
+        probe.unlink()
+        return beside / name
+    except OSError:
+        return Path.home() / ".cache" / "livekomp" / "onnx" / name
 
 
 class OnnxTrunk:
