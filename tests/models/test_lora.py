@@ -1,0 +1,352 @@
+"""Style adapters: fine-tuning on a style corpus the test writes, the style it learns, merging,
+and every way an adapter can be refused while the base models carry on.
+
+One fine-tune (a few seconds on the shipped base models) serves the whole module.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from livekomp.models import checkpoint, data, lora, proxy
+from livekomp.models.finetune import FinetuneError, FinetuneOptions, finetune, split_records
+from livekomp.models.midi_import import read_midi_folder
+from livekomp.models.neural import load_neural
+from livekomp.models.runtime import OnnxTrunk, TorchTrunk, onnx_path
+from livekomp.models.scores import groove_scores, melody_scores
+from livekomp.music.phrase import BarRequest, Part
+from tests.models.conftest import tiny_models
+from tools.style_corpus import DOTTED, TONIC, pentatonic_share, write_corpus
+
+BASE = checkpoint.DEFAULT_DIR
+EPOCHS = 20
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[lora.StyleInfo, Path, list[str]]:
+    root = tmp_path_factory.mktemp("style")
+    corpus = write_corpus(root / "midi")
+    (corpus / "notes.mid").write_bytes(b"not a MIDI file at all")
+    said: list[str] = []
+    options = FinetuneOptions(midi=corpus, name="penta", epochs=EPOCHS, device="cpu")
+    info = finetune(options, root / "adapters", BASE, progress=False, say=said.append)
+    return info, corpus, said
+
+
+@pytest.fixture
+def adapters(trained, tmp_path) -> Path:
+    """A copy of the trained adapter's folder that a test may break."""
+    info, _, _ = trained
+    folder = tmp_path / "adapters"
+    shutil.copytree(info.folder, folder / "penta")
+    return folder
+
+
+def base_models() -> dict[str, torch.nn.Module]:
+    return {kind: checkpoint.load(kind, BASE) for kind in lora.KINDS}
+
+
+def base_sha(kind: str) -> str:
+    return checkpoint.read_description(kind, BASE)["sha256"]
+
+
+def test_fine_tuning_writes_the_adapter_and_its_card(trained):
+    info, _, said = trained
+    assert info.targets == ("melody", "groove")
+    assert (info.rank, info.alpha) == (8, 16.0)
+    for kind in info.targets:
+        assert (info.folder / kind / lora.WEIGHTS_FILE).is_file()
+        assert (info.folder / kind / lora.CONFIG_FILE).is_file()
+        assert info.base_sha(kind) == base_sha(kind)
+    facts = info.description
+    assert len(facts["data"]["files_used"]) == 14
+    assert facts["data"]["held_out"], "whole files are held out"
+    assert not set(facts["data"]["held_out"]) & set(facts["data"]["train"])
+    # The unreadable file is skipped with a line that names it; the good ones still train.
+    assert any("notes.mid" in line for line in said)
+    assert facts["data"]["files_skipped"] == [line.removeprefix("skipped ") for line in said[:1]]
+    # Trainable parameters: rank × (in + out) for each adapted layer.
+    assert facts["training"]["melody"]["trainable_parameters"] == 4 * 4 * 8 * (128 + 128)
+    card = (info.folder / lora.CARD_FILE).read_text()
+    assert "penta" in card and "held-out" in card.lower()
+
+
+def held_out_examples(info: lora.StyleInfo, corpus: Path):
+    records, _ = read_midi_folder(corpus)
+    held = [r for r in records if r["id"] in info.description["data"]["held_out"]]
+    stats = proxy.ProxyStats(**checkpoint.read_description("melody", BASE)["proxy_stats"])
+    return data.melody_examples(held, stats, 64, stride=16), data.groove_examples(held, stats)
+
+
+def test_the_adapted_models_beat_the_base_on_held_out_songs_of_the_style(trained):
+    info, corpus, _ = trained
+    melody_held, groove_held = held_out_examples(info, corpus)
+    base = base_models()
+    adapted_melody = lora.inner(
+        lora.load_adapter(info, "melody", base["melody"], base_sha("melody"))
+    )
+    adapted_groove = lora.inner(
+        lora.load_adapter(info, "groove", base["groove"], base_sha("groove"))
+    )
+
+    def melody_loss(model):
+        return sum(field["nll"] for field in melody_scores(model, melody_held).values())
+
+    def groove_loss(model):
+        scores = groove_scores(model, groove_held)
+        return scores["onset_bce"] + 0.5 * scores["accent_mse"]
+
+    assert melody_loss(adapted_melody) < 0.9 * melody_loss(base["melody"])
+    assert groove_loss(adapted_groove) < 0.5 * groove_loss(base["groove"])
+    # The card reports the same held-out figures as measured here.
+    card = info.description["training"]
+    assert card["melody"]["held_out"]["adapted"]["loss"] == pytest.approx(
+        melody_loss(adapted_melody), rel=1e-4
+    )
+    assert card["melody"]["held_out"]["base"]["loss"] == pytest.approx(
+        melody_loss(base["melody"]), rel=1e-4
+    )
+
+
+def melody_of(composer, style: str, bars: int = 24) -> list[tuple[float, int]]:
+    """(start_beats, pitch) of every melody note over `bars` bars in one mood."""
+    notes = []
+    for i in range(bars):
+        request = BarRequest(i, 4, TONIC, valence=0.4, arousal=0.2, style=style)
+        bar = composer.compose_bar(request)
+        composer.accept(request, bar)
+        notes += [(n.start_beats, n.pitch) for n in bar.parts[Part.MELODY]]
+    return notes
+
+
+def test_the_style_moves_the_music_toward_the_corpus(trained):
+    info, _, _ = trained
+    base = melody_of(load_neural(11, BASE, device="cpu"), "")
+    styled_composer = load_neural(
+        11, BASE, device="cpu", styles=["penta"], adapters_dir=info.folder.parent
+    )
+    assert styled_composer.styles == ("penta",)
+    styled = melody_of(styled_composer, "penta")
+    base_share = pentatonic_share([p for _, p in base], TONIC)
+    styled_share = pentatonic_share([p for _, p in styled], TONIC)
+    assert styled_share > base_share + 0.1, (base_share, styled_share)
+    assert styled_share > 0.9
+
+    def dotted_share(notes):  # onsets on the long-short grid: the beat and its last sixteenth
+        return np.mean([(start % 1.0) in (0.0, DOTTED[0]) for start, _ in notes])
+
+    assert dotted_share(styled) > dotted_share(base) + 0.1
+
+
+def test_merged_and_unmerged_adapters_agree(trained):
+    info, _, _ = trained
+    base = base_models()
+    unmerged = lora.inner(lora.load_adapter(info, "melody", base["melody"], base_sha("melody")))
+    merged = lora.merged(info, "melody", base["melody"], base_sha("melody"))
+    steps = torch.tensor([[[0, 30, 5], [18, 32, 3], [24, 34, 5], [42, 37, 3], [96, 32, 7]]])
+    mood = torch.tensor([[[0.4, 0.2]] * 5])
+    metre = torch.tensor([2])
+    past = merged.empty_cache()
+    with torch.no_grad():
+        a, _, _ = unmerged.trunk(steps, mood, metre, *past)
+        b, _, _ = merged.trunk(steps, mood, metre, *past)
+        plain, _, _ = base["melody"].trunk(steps, mood, metre, *past)
+    assert torch.allclose(a, b, atol=1e-4)
+    assert not torch.allclose(a, plain, atol=1e-2), "the adapter changes the model"
+    groove_unmerged = lora.load_adapter(info, "groove", base["groove"], base_sha("groove"))
+    groove_merged = lora.merged(info, "groove", base["groove"], base_sha("groove"))
+    inputs = (torch.tensor([[0.4, 0.2]]), torch.tensor([2]), torch.zeros(1, 32))
+    with torch.no_grad():
+        for x, y in zip(lora.inner(groove_unmerged)(*inputs), groove_merged(*inputs), strict=True):
+            assert torch.allclose(x, y, atol=1e-4)
+
+
+def test_merge_writes_checkpoints_that_load_as_the_base_ones_do(trained, tmp_path):
+    info, _, _ = trained
+    written = lora.merge_style(info, BASE, tmp_path / "merged")
+    assert set(written) >= {"melody", "harmony", "groove", "onnx"}
+    merged = checkpoint.load("melody", tmp_path / "merged")
+    expected = lora.merged(info, "melody", checkpoint.load("melody", BASE), base_sha("melody"))
+    for (name, a), (_, b) in zip(
+        merged.state_dict().items(), expected.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    description = checkpoint.read_description("melody", tmp_path / "merged")
+    assert description["merged_style"]["name"] == "penta"
+    assert description["proxy_stats"] == checkpoint.read_description("melody", BASE)["proxy_stats"]
+    # The ONNX export of the merged melody model runs what torch runs.
+    assert written["onnx"] == onnx_path(tmp_path / "merged")
+    onnx, torch_trunk = OnnxTrunk(merged, written["onnx"]), TorchTrunk(merged, "cpu")
+    steps = np.array([[[0, 30, 5], [12, 32, 5], [24, 34, 5]]], dtype=np.int64)
+    mood = np.zeros((1, 3, 2), dtype=np.float32)
+    a, _ = onnx(steps, mood, 2, onnx.empty())
+    b, _ = torch_trunk(steps, mood, 2, torch_trunk.empty())
+    np.testing.assert_allclose(a, b, atol=1e-4)
+    # And the whole composer plays from the merged folder.
+    assert (
+        load_neural(1, tmp_path / "merged", device="cpu")
+        .compose_bar(BarRequest(0, 4, 0, 0.0, 0.0))
+        .parts[Part.MELODY]
+    )
+
+
+# --- refusals: each names the adapter, and the base plays on ---
+
+
+def rewrite_style(folder: Path, **changes) -> None:
+    path = folder / lora.STYLE_FILE
+    description = json.loads(path.read_text())
+    description.update(changes)
+    path.write_text(json.dumps(description))
+
+
+def corrupt(folder: Path) -> None:
+    weights = folder / "melody" / lora.WEIGHTS_FILE
+    raw = bytearray(weights.read_bytes())
+    raw[-5] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+
+
+def rehash(folder: Path) -> None:
+    """Record the melody adapter file's new hash, so only the check under test can fail."""
+    rewrite_style(
+        folder,
+        files={
+            "melody": lora.sha256(folder / "melody" / lora.WEIGHTS_FILE),
+            "groove": lora.sha256(folder / "groove" / lora.WEIGHTS_FILE),
+        },
+    )
+
+
+def truncate(folder: Path) -> None:
+    weights = folder / "melody" / lora.WEIGHTS_FILE
+    weights.write_bytes(weights.read_bytes()[:200])
+    rehash(folder)
+
+
+def other_base(folder: Path) -> None:
+    rewrite_style(folder, base={"melody": "ab" * 32, "groove": base_sha("groove")})
+
+
+def other_rank(folder: Path) -> None:
+    config_path = folder / "melody" / lora.CONFIG_FILE
+    config = json.loads(config_path.read_text())
+    config["r"] = 4
+    config_path.write_text(json.dumps(config))
+    rewrite_style(folder, rank=4)
+
+
+def rewrite_tensors(folder: Path, change) -> None:
+    weights = folder / "melody" / lora.WEIGHTS_FILE
+    tensors = load_file(str(weights))
+    save_file({key: change(key, value) for key, value in tensors.items()}, str(weights))
+    rehash(folder)
+
+
+def tensors_of_another_rank(folder: Path) -> None:
+    rewrite_tensors(folder, lambda key, value: value[:4] if "lora_A" in key else value)
+
+
+def not_finite(folder: Path) -> None:
+    rewrite_tensors(folder, lambda key, value: value * float("nan") if "q_proj" in key else value)
+
+
+def another_model_size(folder: Path) -> None:
+    """An adapter made for a model of another size, its hashes all in order."""
+    tiny_melody, _, _ = tiny_models()
+    shutil.rmtree(folder / "melody")
+    lora.save_adapter(lora.attach(tiny_melody, "melody", 8, 16.0), folder / "melody")
+    rehash(folder)
+
+
+BREAKAGES = {
+    "corrupt": (corrupt, "corrupt"),
+    "truncated": (truncate, "unreadable"),
+    "missing": (lambda f: (f / "melody" / lora.WEIGHTS_FILE).unlink(), "no such file"),
+    "no description": (lambda f: (f / lora.STYLE_FILE).unlink(), "no such file"),
+    "garbled description": (lambda f: (f / lora.STYLE_FILE).write_text("{"), "unreadable"),
+    "other base": (other_base, "trained on other melody weights"),
+    "other rank": (other_rank, "rank 8, its config says 4"),
+    "rank not as described": (lambda f: rewrite_style(f, rank=4), "differ from style.json"),
+    "tensors of another rank": (tensors_of_another_rank, "has rank 4, its config says 8"),
+    "not finite": (not_finite, "not finite"),
+    "another model size": (another_model_size, "model of another size"),
+}
+
+
+@pytest.mark.parametrize("breakage", BREAKAGES)
+def test_a_broken_adapter_is_refused_by_name_and_the_base_plays_on(adapters, breakage, caplog):
+    damage, words = BREAKAGES[breakage]
+    damage(adapters / "penta")
+    with caplog.at_level(logging.WARNING, logger="livekomp"):
+        composer = load_neural(2, BASE, device="cpu", styles=["penta"], adapters_dir=adapters)
+    assert composer.styles == ()
+    reason = composer.refused_styles["penta"]
+    assert "'penta'" in reason and words in reason, reason
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 1 and "penta" in warnings[0].getMessage()
+    bar = composer.compose_bar(BarRequest(0, 4, 0, 0.0, 0.0, style="penta"))
+    assert bar.parts[Part.MELODY] and "style" not in bar.info
+
+
+def test_an_unknown_style_is_refused_and_the_good_ones_load(adapters):
+    composer = load_neural(
+        2, BASE, device="cpu", styles=["nope", "penta", "../etc"], adapters_dir=adapters
+    )
+    assert composer.styles == ("penta",)
+    assert "no adapter folder" in composer.refused_styles["nope"]
+    assert "not a style name" in composer.refused_styles["../etc"]
+
+
+# --- fine-tuning's own errors ---
+
+
+def test_a_folder_with_no_usable_midi_is_a_clear_error(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(FinetuneError, match=r"no \.mid or \.midi files"):
+        finetune(FinetuneOptions(midi=empty, name="x"), tmp_path / "a", BASE, progress=False)
+    (empty / "a.mid").write_bytes(b"")
+    (empty / "b.mid").write_bytes(b"MThd garbage")
+    said = []
+    with pytest.raises(FinetuneError, match="all skipped"):
+        finetune(
+            FinetuneOptions(midi=empty, name="x"),
+            tmp_path / "a",
+            BASE,
+            progress=False,
+            say=said.append,
+        )
+    assert len(said) == 2 and "a.mid" in said[0] and "b.mid" in said[1]
+
+
+def test_fine_tuning_will_not_replace_a_style_unless_forced(trained, tmp_path):
+    info, corpus, _ = trained
+    with pytest.raises(FinetuneError, match="--force"):
+        finetune(FinetuneOptions(midi=corpus, name="penta"), info.folder.parent, BASE)
+    with pytest.raises(lora.AdapterError, match="not a style name"):
+        finetune(FinetuneOptions(midi=corpus, name="bad name"), tmp_path, BASE)
+    with pytest.raises(lora.AdapterError, match="means the base"):
+        finetune(FinetuneOptions(midi=corpus, name="base"), tmp_path, BASE)
+
+
+def test_a_lone_file_is_split_at_a_bar_and_too_short_a_one_refused():
+    record = {
+        "id": "one.mid",
+        "work": "one.mid",
+        "bar_ticks": [48] * 20,
+        "notes": [[bar, 0, 60, 48] for bar in range(20)],
+    }
+    train, held = split_records([record], 0.15)
+    assert len(train[0]["bar_ticks"]) == 16 and len(held[0]["bar_ticks"]) == 4
+    assert held[0]["notes"][0][0] == 0 and len(held[0]["notes"]) == 4
+    with pytest.raises(FinetuneError, match="too short"):
+        split_records([{**record, "bar_ticks": [48] * 6, "notes": record["notes"][:6]}], 0.15)
