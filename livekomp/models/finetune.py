@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from livekomp import __version__
-from livekomp.models import checkpoint, data, lora, proxy
+from livekomp.models import checkpoint, data, lora, midi_import, proxy
 from livekomp.models.runtime import pick_device
 from livekomp.models.scores import batches, groove_loss, groove_scores, melody_scores
 
@@ -244,17 +244,11 @@ def finetune(
     if destination.exists() and not options.force:
         raise FinetuneError(f"{destination} exists; pass --force to replace it")
     device = pick_device(options.device)
-    from livekomp.models import midi_import  # TEMP until merged
-
     records, skipped = midi_import.read_midi_folder(options.midi, track=options.track)
     for line in skipped:
         say(f"skipped {line}")
     if not records:
-        raise FinetuneError(
-            f"no usable MIDI in {options.midi}: {len(skipped)} file(s), all skipped"
-            if skipped
-            else f"no .mid or .midi files in {options.midi}"
-        )
+        raise midi_import.no_records_error(options.midi, skipped)
     melody_description = checkpoint.read_description("melody", checkpoints_dir)
     stats = proxy.ProxyStats(**melody_description["proxy_stats"])
     train_records, held_records = split_records(records, options.holdout)

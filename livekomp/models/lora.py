@@ -248,7 +248,10 @@ def _check_fits(
     if missing or unexpected:
         first = (missing or unexpected)[0]
         word = "lacks" if missing else "has a tensor this model does not:"
-        raise AdapterError(f"{where} does not fit this {kind} model: it {word} {first}")
+        raise AdapterError(
+            f"{where} does not fit this {kind} model (it was made for a model of another "
+            f"shape): it {word} {first}"
+        )
     for key, tensor in tensors.items():
         want = tuple(expected[key].shape)
         if tuple(tensor.shape) == want:

@@ -553,7 +553,7 @@ def load_neural(
             )
         except (lora.AdapterError, RuntimeUnavailable, OSError) as error:
             composer.refused_styles[name] = str(error)
-            log.warning("style %r refused: %s; the base models carry on", name, error)
+            log.warning("%s; refused, the base models carry on", error)
             continue
         composer.add_style(name, style_melody, style_trunk or trunk, style_groove)
     composer.warm_up()

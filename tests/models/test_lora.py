@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from livekomp.models import checkpoint, data, lora, proxy
 from livekomp.models.finetune import FinetuneError, FinetuneOptions, finetune, split_records
-from livekomp.models.midi_import import read_midi_folder
+from livekomp.models.midi_import import MidiImportError, read_midi_folder
 from livekomp.models.neural import load_neural
 from livekomp.models.runtime import OnnxTrunk, TorchTrunk, onnx_path
 from livekomp.models.scores import groove_scores, melody_scores
@@ -278,7 +278,7 @@ BREAKAGES = {
     "rank not as described": (lambda f: rewrite_style(f, rank=4), "differ from style.json"),
     "tensors of another rank": (tensors_of_another_rank, "has rank 4, its config says 8"),
     "not finite": (not_finite, "not finite"),
-    "another model size": (another_model_size, "model of another size"),
+    "another model size": (another_model_size, "made for a model of another shape"),
 }
 
 
@@ -312,12 +312,12 @@ def test_an_unknown_style_is_refused_and_the_good_ones_load(adapters):
 def test_a_folder_with_no_usable_midi_is_a_clear_error(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(FinetuneError, match=r"no \.mid or \.midi files"):
+    with pytest.raises(MidiImportError, match="no MIDI files"):
         finetune(FinetuneOptions(midi=empty, name="x"), tmp_path / "a", BASE, progress=False)
     (empty / "a.mid").write_bytes(b"")
     (empty / "b.mid").write_bytes(b"MThd garbage")
     said = []
-    with pytest.raises(FinetuneError, match="all skipped"):
+    with pytest.raises(MidiImportError, match="none of its 2 MIDI files can be used"):
         finetune(
             FinetuneOptions(midi=empty, name="x"),
             tmp_path / "a",
