@@ -1011,7 +1011,14 @@ def main(argv: list[str] | None = None) -> int:
     sweep = commands.add_parser("sweep", help="a live run while the XY pad sweeps the plane")
     sweep.add_argument("--minutes", type=float, default=5.0)
     sweep.add_argument("--bpm", type=float, default=120.0)
-    for model_parser in (tokens, bar, sweep):
+    style = commands.add_parser(
+        "style", help="style adapters: size, fine-tune time, unmerged vs merged, switching"
+    )
+    style.add_argument("--midi", type=Path, help="MIDI folder (default: a synthetic style corpus)")
+    style.add_argument("--songs", type=int, default=14, help="songs in the synthetic corpus")
+    style.add_argument("--repeats", type=int, default=5)
+    style.add_argument("--bars", type=int, default=200)
+    for model_parser in (tokens, bar, sweep, style):
         model_parser.add_argument("--checkpoints", help="checkpoints folder (default: shipped)")
         model_parser.add_argument("--json", type=Path, help="also write the result here as JSON")
     voice = commands.add_parser(
@@ -1024,7 +1031,7 @@ def main(argv: list[str] | None = None) -> int:
     voice.add_argument("--json", type=Path, help="also write the result here as JSON")
     args = parser.parse_args(argv)
 
-    if args.command in ("tokens", "bar", "sweep"):
+    if args.command in ("tokens", "bar", "sweep", "style"):
         import bench_models
 
         result = bench_models.main(args.command, args)

@@ -3,6 +3,7 @@
     python tools/bench.py tokens [--context 40] [--new 16] [--repeats 5]
     python tools/bench.py bar [--bars 400]
     python tools/bench.py sweep [--minutes 5]
+    python tools/bench.py style [--midi DIR] [--songs 14] [--repeats 5] [--bars 200]
 
 `tokens`: the melody trunk's cost per generated note on one CPU thread, writing `new` notes after
 a `context` of notes as the composer writes a bar — recomputing the whole context for every note
@@ -11,6 +12,12 @@ process on the same notes, with ratios against naive torch.
 
 `bar`: one bar from all three models (melody, harmony, groove and the voicing), as the live
 service asks for it, on one CPU thread: p50/p99 over bars in moods sweeping the plane, per runtime.
+
+`style`: a style adapter fine-tuned with the defaults on a folder of MIDI (the tests' synthetic
+pentatonic corpus unless --midi): trainable parameters and adapter size, fine-tune time, the
+melody trunk's cost per note with the adapter unmerged (peft) against merged weights and the base,
+and the cost of switching styles live — loading at start, and bars composed switching style every
+bar against bars in one style.
 
 `sweep`: a real live run. `livekomp serve` plays into JACK while an OSC client sweeps the XY pad
 over the whole valence/arousal plane; afterwards its summary (composer outcomes, budget misses,
@@ -32,16 +39,8 @@ from livekomp.measure import summarize_ms
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def bench_tokens(checkpoints: Path, context: int = 40, new: int = 16, repeats: int = 5) -> dict:
-    """Generate `new` notes after a `context` of notes, as the composer does for a bar."""
-    import torch
-
-    from livekomp.models import checkpoint
-    from livekomp.models.runtime import OnnxTrunk, TorchTrunk, onnx_path
-
-    torch.set_num_threads(1)
-    model = checkpoint.load("melody", checkpoints)
-    total = context + new
+def _token_sequence(total: int) -> tuple[np.ndarray, np.ndarray]:
+    """A plausible note sequence (steps, moods) for timing the melody trunk."""
     rng = np.random.default_rng(0)
     sequence = np.stack(
         [
@@ -51,30 +50,46 @@ def bench_tokens(checkpoints: Path, context: int = 40, new: int = 16, repeats: i
         ],
         axis=-1,
     )[None].astype(np.int64)
-    mood = np.zeros((1, total, 2), dtype=np.float32)
+    return sequence, np.zeros((1, total, 2), dtype=np.float32)
+
+
+def _cached_per_token(
+    trunk, sequence: np.ndarray, mood: np.ndarray, context: int, *, count_prefill: bool = True
+) -> float:
+    """Seconds per note written with the key/value cache after `context` notes; with
+    `count_prefill` the context's prefill is shared out over the notes written after it."""
+    new = sequence.shape[1] - context
+    started = time.perf_counter()
+    _, cache = trunk(sequence[:, :context], mood[:, :context], 3, trunk.empty())
+    if not count_prefill:
+        started = time.perf_counter()
+    for t in range(context, context + new):
+        _, cache = trunk(sequence[:, t : t + 1], mood[:, t : t + 1], 3, cache)
+    return (time.perf_counter() - started) / new
+
+
+def bench_tokens(checkpoints: Path, context: int = 40, new: int = 16, repeats: int = 5) -> dict:
+    """Generate `new` notes after a `context` of notes, as the composer does for a bar."""
+    import torch
+
+    from livekomp.models import checkpoint
+    from livekomp.models.runtime import OnnxTrunk, TorchTrunk, onnx_path
+
+    torch.set_num_threads(1)
+    model = checkpoint.load("melody", checkpoints)
+    sequence, mood = _token_sequence(context + new)
 
     def naive(trunk) -> float:
         started = time.perf_counter()
-        for t in range(context, total):
+        for t in range(context, context + new):
             trunk(sequence[:, : t + 1], mood[:, : t + 1], 3, trunk.empty())
         return (time.perf_counter() - started) / new
 
     def cached(trunk) -> float:
-        """Per note, the prefill of the context shared out over the notes written after it."""
-        started = time.perf_counter()
-        _, cache = trunk(sequence[:, :context], mood[:, :context], 3, trunk.empty())
-        for t in range(context, total):
-            _, cache = trunk(sequence[:, t : t + 1], mood[:, t : t + 1], 3, cache)
-        return (time.perf_counter() - started) / new
+        return _cached_per_token(trunk, sequence, mood, context)
 
     def cached_steps_only(trunk) -> float:
-        """Per note, the cached steps alone (the prefill not counted)."""
-        _, prefilled = trunk(sequence[:, :context], mood[:, :context], 3, trunk.empty())
-        started = time.perf_counter()
-        cache = prefilled
-        for t in range(context, total):
-            _, cache = trunk(sequence[:, t : t + 1], mood[:, t : t + 1], 3, cache)
-        return (time.perf_counter() - started) / new
+        return _cached_per_token(trunk, sequence, mood, context, count_prefill=False)
 
     int8 = TorchTrunk(model, quantize=True)  # quantize_dynamic works on a copy
     runs = {
@@ -207,6 +222,125 @@ def bench_sweep(minutes: float, bpm: float = 120.0, checkpoints: Path | None = N
     }
 
 
+def bench_style(
+    checkpoints: Path,
+    midi: Path | None = None,
+    songs: int = 14,
+    repeats: int = 5,
+    bars: int = 200,
+    context: int = 40,
+    new: int = 16,
+) -> dict:
+    """Style adapters: size, fine-tune time, unmerged vs merged cost per note, switching cost."""
+    import tempfile
+
+    import torch
+
+    from livekomp.models import checkpoint, lora
+    from livekomp.models.finetune import FinetuneOptions, finetune
+    from livekomp.models.neural import load_neural
+    from livekomp.models.runtime import TorchTrunk
+    from livekomp.music.phrase import BarRequest
+
+    torch.set_num_threads(1)
+    result: dict[str, object] = {"threads": 1}
+    with tempfile.TemporaryDirectory() as temporary:
+        root = Path(temporary)
+        if midi is None:
+            from style_corpus import write_corpus  # tools/: the tests' pentatonic, dotted corpus
+
+            midi = write_corpus(root / "midi", songs=songs)
+            result["corpus"] = (
+                f"synthetic: {songs} pentatonic, dotted tunes (tools/style_corpus.py)"
+            )
+        else:
+            result["corpus"] = str(midi)
+        started = time.perf_counter()
+        info = finetune(
+            FinetuneOptions(midi=midi, name="bench", device="cpu"),
+            root / "adapters",
+            checkpoints,
+            progress=False,
+            say=lambda line: None,
+        )
+        wall = time.perf_counter() - started
+        notes = info.description["data"]["notes"]
+        result["fine_tune"] = {
+            "folder_notes": notes,
+            "wall_s": round(wall, 2),
+            "wall_s_per_1000_folder_notes": round(wall / (notes / 1000), 2),
+        }
+        for kind, facts in info.description["training"].items():
+            entry = {
+                "trainable_parameters": facts["trainable_parameters"],
+                "of_base_parameters": checkpoint.read_description(kind, checkpoints)["parameters"],
+                "adapter_bytes": info.description["bytes"][kind],
+                "epochs": facts["epochs"],
+                "steps": facts["steps"],
+                "train_s": facts["seconds"],
+                "held_out_loss_base": round(facts["held_out"]["base"]["loss"], 4),
+                "held_out_loss_adapted": round(facts["held_out"]["adapted"]["loss"], 4),
+            }
+            if facts["train_notes_seen"]:
+                entry["train_s_per_1000_notes_seen"] = round(
+                    facts["seconds"] / (facts["train_notes_seen"] / 1000), 4
+                )
+            result[kind] = entry
+
+        # Cost per generated note: the base, the style merged in, the adapter unmerged (peft).
+        base = checkpoint.load("melody", checkpoints)
+        sha = checkpoint.read_description("melody", checkpoints)["sha256"]
+        sequence, mood = _token_sequence(context + new)
+        trunks = {
+            "base": TorchTrunk(base),
+            "merged": TorchTrunk(lora.merged(info, "melody", base, sha)),
+            "unmerged_peft": TorchTrunk(lora.inner(lora.load_adapter(info, "melody", base, sha))),
+        }
+        per_token = {}
+        for name, trunk in trunks.items():
+            _cached_per_token(trunk, sequence, mood, context)  # warm
+            best = min(_cached_per_token(trunk, sequence, mood, context) for _ in range(repeats))
+            per_token[name] = {"ms_per_token": round(best * 1e3, 4)}
+        for entry in per_token.values():
+            entry["vs_merged"] = round(
+                entry["ms_per_token"] / per_token["merged"]["ms_per_token"], 2
+            )
+        result["per_token"] = {"context": context, "new": new, **per_token}
+
+        # Switching live: loading the style at start, then bars that change style every bar
+        # against bars that stay in one style, through the composer as the live service calls it.
+        started = time.perf_counter()
+        plain = load_neural(0, checkpoints, device="cpu")
+        plain_s = time.perf_counter() - started
+        started = time.perf_counter()
+        composer = load_neural(
+            0, checkpoints, device="cpu", styles=["bench"], adapters_dir=root / "adapters"
+        )
+        styled_s = time.perf_counter() - started
+        del plain
+
+        def run(style_of) -> dict:
+            times = []
+            for index in range(bars):
+                angle = 2 * math.pi * index / 64
+                request = BarRequest(
+                    index, 4, 2, math.cos(angle), math.sin(1.5 * angle + 0.3), style=style_of(index)
+                )
+                began = time.perf_counter()
+                bar = composer.compose_bar(request)
+                times.append(time.perf_counter() - began)
+                composer.accept(request, bar)
+            return summarize_ms(times[10:])
+
+        result["switch"] = {
+            "load_ms_base": round(plain_s * 1e3, 1),
+            "load_ms_base_plus_style": round(styled_s * 1e3, 1),
+            "bar_ms_one_style": run(lambda index: "bench"),
+            "bar_ms_switching_every_bar": run(lambda index: "bench" if index % 2 else ""),
+        }
+    return result
+
+
 def main(command: str, args) -> dict:
     checkpoints = Path(args.checkpoints) if args.checkpoints else ROOT / "checkpoints"
     os.environ.setdefault("OMP_NUM_THREADS", "1")
@@ -214,4 +348,6 @@ def main(command: str, args) -> dict:
         return bench_tokens(checkpoints, args.context, args.new, args.repeats)
     if command == "bar":
         return bench_bar(checkpoints, args.bars)
+    if command == "style":
+        return bench_style(checkpoints, args.midi, args.songs, args.repeats, args.bars)
     return bench_sweep(args.minutes, args.bpm, Path(args.checkpoints) if args.checkpoints else None)

@@ -157,7 +157,10 @@ def _train_one(
     history = []
     started = time.perf_counter()
     step = 0
-    bar = tqdm(total=total, desc=f"{options.name}: {kind}", unit="step", disable=not progress)
+    # disable=None: a bar on a terminal, none in a log file.
+    bar = tqdm(
+        total=total, desc=f"{options.name}: {kind}", unit="step", disable=None if progress else True
+    )
     peft_model.train()
     for epoch in range(1, epochs + 1):
         for index in batches(len(train), options.batch, generator):
