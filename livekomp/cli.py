@@ -61,6 +61,8 @@ SERVE_FLAGS: dict[str, str] = {
     "int8": "int8",
     "checkpoints": "checkpoints",
     "budget_ms": "budget_ms",
+    "style": "styles",
+    "adapters": "adapters",
 }
 
 VOICES = ["piper", "espeak-ng", "coqui", "none"]
@@ -104,7 +106,8 @@ def _voice_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
 
 
 def _add_composer_flags(parser: argparse.ArgumentParser, *, live: bool) -> None:
-    """--composer, --device, --runtime, --int8, --checkpoints (and --budget-ms live).
+    """--composer, --device, --runtime, --int8, --checkpoints, --adapters, --style (and
+    --budget-ms live).
 
     Live, unset flags stay None so a config file can set them; offline the defaults apply.
     """
@@ -134,11 +137,29 @@ def _add_composer_flags(parser: argparse.ArgumentParser, *, live: bool) -> None:
         help="dynamic int8 quantization of the melody model (CPU)",
     )
     parser.add_argument("--checkpoints", metavar="DIR", help="model checkpoints folder")
+    parser.add_argument(
+        "--adapters",
+        metavar="DIR",
+        help="style adapters folder (default: $LIVEKOMP_ADAPTERS, else ./adapters)",
+    )
     if live:
+        parser.add_argument(
+            "--style",
+            action="append",
+            metavar="NAME",
+            help="load this style adapter (repeatable); the first plays from the start, "
+            "/livekomp/style or a program change switches between them ('base': no adapter)",
+        )
         parser.add_argument(
             "--budget-ms",
             type=float,
             help="ms a fresh bar may take before a buffered bar or the rules play (default 60)",
+        )
+    else:
+        parser.add_argument(
+            "--style",
+            metavar="NAME",
+            help="style adapter to play from bar 0 (default base: no adapter)",
         )
 
 
@@ -151,7 +172,21 @@ def _composer_settings(args: argparse.Namespace) -> ComposerSettings:
         runtime=args.runtime,
         int8=args.int8,
         checkpoints=args.checkpoints,
+        adapters=args.adapters,
     )
+
+
+def _style(args: argparse.Namespace) -> str:
+    """The `--style` of rehearse and generate, as a `BarRequest.style` ("" for base)."""
+    from livekomp.config import ConfigError
+    from livekomp.music.phrase import parse_style
+
+    if args.style is None:
+        return ""
+    try:
+        return parse_style(args.style)
+    except ValueError as exc:
+        raise ConfigError(f"--style: {exc}") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -340,6 +375,7 @@ def _run_rehearse(args: argparse.Namespace) -> int:
     from livekomp.inputs.setlist import load_setlist
     from livekomp.rehearsal import rehearse
 
+    style = _style(args)
     setlist = load_setlist(args.setlist)
     audio = _audio_options(args) if args.audio else None
     result = rehearse(
@@ -349,6 +385,7 @@ def _run_rehearse(args: argparse.Namespace) -> int:
         lookahead_beats=args.lookahead_beats,
         composer=_composer_settings(args),
         audio=audio,
+        style=style,
     )
     totals = result.summary["totals"]
     composer = result.summary["composer"]
@@ -392,6 +429,13 @@ def _composer_line(summary: dict[str, object]) -> str:
         line += f" ({summary['runtime']})"
     if summary.get("neural_unavailable"):
         line += f" — neural unavailable: {summary['neural_unavailable']}"
+    styles = summary.get("styles") or []
+    refused = summary.get("refused_styles") or {}
+    assert isinstance(styles, list) and isinstance(refused, dict)
+    if styles:
+        line += f" — styles: {', '.join(styles)}"
+    for name, reason in refused.items():
+        line += f" — style {name!r} refused: {reason}"
     return line
 
 
@@ -420,6 +464,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         parse_key(args.key)
     except ValueError as exc:
         raise SetlistError(f"--key: {exc}") from None
+    style = _style(args)
     setlist = Setlist(
         path=args.out,
         bpm=args.bpm,
@@ -438,6 +483,7 @@ def _run_generate(args: argparse.Namespace) -> int:
             slew_s=0.0,
             composer=_composer_settings(args),
             initial_mood=Mood(args.valence, args.arousal),
+            style=style,
         )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(result.midi_path, args.out)
