@@ -18,6 +18,7 @@ from livekomp import __version__
 
 if TYPE_CHECKING:
     from livekomp.composer import ComposerSettings
+    from livekomp.config import LiveConfig
 
 log = logging.getLogger("livekomp")
 
@@ -492,8 +493,8 @@ def _run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_serve(args: argparse.Namespace) -> int:
-    from livekomp.app import serve_live
+def _serve_config(args: argparse.Namespace) -> LiveConfig:
+    """The [serve] table of --config, with the flags given on top."""
     from livekomp.config import load_live_config
 
     overrides = {
@@ -501,7 +502,13 @@ def _run_serve(args: argparse.Namespace) -> int:
         for flag, field in SERVE_FLAGS.items()
         if getattr(args, flag) is not None
     }
-    config = load_live_config(args.config, overrides)
+    return load_live_config(args.config, overrides)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from livekomp.app import serve_live
+
+    config = _serve_config(args)
     trio.run(serve_live, config)
     return 0
 
