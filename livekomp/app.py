@@ -21,7 +21,13 @@ from pathlib import Path
 import trio
 
 from livekomp import __version__
-from livekomp.composer import ComposerService, PhraseBuffer, build_composer
+from livekomp.composer import (
+    ComposerService,
+    PhraseBuffer,
+    build_composer,
+    loaded_styles,
+    refuse_styles,
+)
 from livekomp.config import ConfigError, LiveConfig
 from livekomp.inputs.events import ControlEvent, Param
 from livekomp.inputs.mapping import load_mapping
@@ -30,7 +36,7 @@ from livekomp.inputs.osc import serve_osc
 from livekomp.inputs.stats import InputStats
 from livekomp.midiports import api_name, choose_api
 from livekomp.mood import Mood, MoodState
-from livekomp.music.phrase import ComposedBar
+from livekomp.music.phrase import ComposedBar, style_label
 from livekomp.music.rules import RuleComposer
 from livekomp.music.theory import parse_key
 from livekomp.outputs.audio import AudioError, AudioOut, open_audio_out
@@ -49,16 +55,17 @@ from livekomp.voice.tts import OUTPUT_RATE, Speech, VoiceSpec, open_speaker
 log = logging.getLogger("livekomp")
 
 
-def _log_bar(bar: ComposedBar, mood: Mood) -> None:
+def _log_bar(bar: ComposedBar, mood: Mood, style: str = "") -> None:
     counts = " ".join(f"{part.value[0]}{len(notes)}" for part, notes in bar.parts.items())
     log.info(
-        "bar %4d | v %+.2f a %+.2f | %-10s %-6s | %s | %s",
+        "bar %4d | v %+.2f a %+.2f | %-10s %-6s | %s%s | %s",
         bar.index,
         mood.valence,
         mood.arousal,
         bar.mode,
         bar.chord,
         bar.composer,
+        f" [{style}]" if style else "",
         counts,
     )
 
@@ -169,6 +176,11 @@ async def serve_live(config: LiveConfig) -> None:
     settings = config.composer_settings()
     primary, unavailable = await trio.to_thread.run_sync(build_composer, settings, config.seed)
     neural = not isinstance(primary, RuleComposer)
+    styles = loaded_styles(primary)
+    refused = refuse_styles(primary, settings.styles)
+    style = config.initial_style if config.initial_style in styles else ""
+    if styles:
+        log.info("styles loaded: %s; playing %s", ", ".join(styles), style_label(style))
 
     def heading() -> tuple[float, float]:
         target = mood.target()
@@ -182,6 +194,7 @@ async def serve_live(config: LiveConfig) -> None:
         buffer=PhraseBuffer() if neural else None,
         heading=heading,
         unavailable=unavailable,
+        refused_styles=refused,
         log_every_bars=16,
     )
     stack = AsyncExitStack()
@@ -198,9 +211,9 @@ async def serve_live(config: LiveConfig) -> None:
 
         voice.on_spoken = on_spoken
 
-    def on_bar(bar: ComposedBar, bar_mood: Mood) -> None:
-        report.on_bar(bar, bar_mood)
-        _log_bar(bar, bar_mood)
+    def on_bar(bar: ComposedBar, bar_mood: Mood, bar_style: str) -> None:
+        report.on_bar(bar, bar_mood, bar_style)
+        _log_bar(bar, bar_mood, bar_style)
 
     performer = Performer(
         clock,
@@ -217,6 +230,7 @@ async def serve_live(config: LiveConfig) -> None:
         ),
         on_bar=on_bar,
         duck=voice.duck_at if voice is not None else None,
+        style=style,
     )
 
     if voice is not None:
@@ -261,6 +275,7 @@ async def serve_live(config: LiveConfig) -> None:
             beat=beat,
             scene=spoken.get("scene"),
             line=spoken.get("say"),
+            style=style_label(performer.style),
             composer_fresh=outcomes["fresh"],
             composer_buffered=outcomes["buffered"],
             composer_fallbacks=outcomes["fallback"],
@@ -312,6 +327,7 @@ async def serve_live(config: LiveConfig) -> None:
             on_silence=on_silence,
             on_tempo=link_follower.propose_tempo,
             on_transport=link_follower.propose_playing,
+            styles=styles,
         )
     else:
         router = ControlRouter(
@@ -321,6 +337,7 @@ async def serve_live(config: LiveConfig) -> None:
             on_silence=on_silence,
             can_start=can_start if follower is not None else None,
             on_tempo=on_tempo if follower is not None else None,
+            styles=styles,
         )
     send, receive = trio.open_memory_channel[ControlEvent](256)
     try:
@@ -407,6 +424,7 @@ async def serve_live(config: LiveConfig) -> None:
                 report.extra["inputs"] = stats.as_dict()
                 report.extra["composer"] = composer.summary()
                 report.extra["controls_not_understood"] = router.unhandled
+                report.extra["styles_dropped"] = router.styles_dropped
                 if voice is not None:
                     report.extra["voice"] = voice.summary()
                 if audio is not None:

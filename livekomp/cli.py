@@ -19,6 +19,7 @@ from livekomp import __version__
 
 if TYPE_CHECKING:
     from livekomp.composer import ComposerSettings
+    from livekomp.config import LiveConfig
 
 log = logging.getLogger("livekomp")
 
@@ -62,6 +63,8 @@ SERVE_FLAGS: dict[str, str] = {
     "int8": "int8",
     "checkpoints": "checkpoints",
     "budget_ms": "budget_ms",
+    "style": "styles",
+    "adapters": "adapters",
 }
 
 VOICES = ["piper", "espeak-ng", "coqui", "none"]
@@ -105,7 +108,8 @@ def _voice_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
 
 
 def _add_composer_flags(parser: argparse.ArgumentParser, *, live: bool) -> None:
-    """--composer, --device, --runtime, --int8, --checkpoints (and --budget-ms live).
+    """--composer, --device, --runtime, --int8, --checkpoints, --adapters, --style (and
+    --budget-ms live).
 
     Live, unset flags stay None so a config file can set them; offline the defaults apply.
     """
@@ -135,11 +139,29 @@ def _add_composer_flags(parser: argparse.ArgumentParser, *, live: bool) -> None:
         help="dynamic int8 quantization of the melody model (CPU)",
     )
     parser.add_argument("--checkpoints", metavar="DIR", help="model checkpoints folder")
+    parser.add_argument(
+        "--adapters",
+        metavar="DIR",
+        help="style adapters folder (default: $LIVEKOMP_ADAPTERS, else ./adapters)",
+    )
     if live:
+        parser.add_argument(
+            "--style",
+            action="append",
+            metavar="NAME",
+            help="load this style adapter (repeatable); the first plays from the start, "
+            "/livekomp/style or a program change switches between them ('base': no adapter)",
+        )
         parser.add_argument(
             "--budget-ms",
             type=float,
             help="ms a fresh bar may take before a buffered bar or the rules play (default 60)",
+        )
+    else:
+        parser.add_argument(
+            "--style",
+            metavar="NAME",
+            help="style adapter to play from bar 0 (default base: no adapter)",
         )
 
 
@@ -152,7 +174,21 @@ def _composer_settings(args: argparse.Namespace) -> ComposerSettings:
         runtime=args.runtime,
         int8=args.int8,
         checkpoints=args.checkpoints,
+        adapters=args.adapters,
     )
+
+
+def _style(args: argparse.Namespace) -> str:
+    """The `--style` of rehearse and generate, as a `BarRequest.style` ("" for base)."""
+    from livekomp.config import ConfigError
+    from livekomp.music.phrase import parse_style
+
+    if args.style is None:
+        return ""
+    try:
+        return parse_style(args.style)
+    except ValueError as exc:
+        raise ConfigError(f"--style: {exc}") from None
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -381,6 +417,7 @@ def _run_rehearse(args: argparse.Namespace) -> int:
     from livekomp.inputs.setlist import load_setlist
     from livekomp.rehearsal import rehearse
 
+    style = _style(args)
     setlist = load_setlist(args.setlist)
     audio = _audio_options(args) if args.audio else None
     result = rehearse(
@@ -390,6 +427,7 @@ def _run_rehearse(args: argparse.Namespace) -> int:
         lookahead_beats=args.lookahead_beats,
         composer=_composer_settings(args),
         audio=audio,
+        style=style,
     )
     totals = result.summary["totals"]
     composer = result.summary["composer"]
@@ -433,6 +471,13 @@ def _composer_line(summary: dict[str, object]) -> str:
         line += f" ({summary['runtime']})"
     if summary.get("neural_unavailable"):
         line += f" — neural unavailable: {summary['neural_unavailable']}"
+    styles = summary.get("styles") or []
+    refused = summary.get("refused_styles") or {}
+    assert isinstance(styles, list) and isinstance(refused, dict)
+    if styles:
+        line += f" — styles: {', '.join(styles)}"
+    for name, reason in refused.items():
+        line += f" — style {name!r} refused: {reason}"
     return line
 
 
@@ -461,6 +506,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         parse_key(args.key)
     except ValueError as exc:
         raise SetlistError(f"--key: {exc}") from None
+    style = _style(args)
     setlist = Setlist(
         path=args.out,
         bpm=args.bpm,
@@ -479,6 +525,7 @@ def _run_generate(args: argparse.Namespace) -> int:
             slew_s=0.0,
             composer=_composer_settings(args),
             initial_mood=Mood(args.valence, args.arousal),
+            style=style,
         )
         args.out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(result.midi_path, args.out)
@@ -487,8 +534,8 @@ def _run_generate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _run_serve(args: argparse.Namespace) -> int:
-    from livekomp.app import serve_live
+def _serve_config(args: argparse.Namespace) -> LiveConfig:
+    """The [serve] table of --config, with the flags given on top."""
     from livekomp.config import load_live_config
 
     overrides = {
@@ -496,7 +543,13 @@ def _run_serve(args: argparse.Namespace) -> int:
         for flag, field in SERVE_FLAGS.items()
         if getattr(args, flag) is not None
     }
-    config = load_live_config(args.config, overrides)
+    return load_live_config(args.config, overrides)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from livekomp.app import serve_live
+
+    config = _serve_config(args)
     trio.run(serve_live, config)
     return 0
 
@@ -583,9 +636,9 @@ def _adapter_location_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def _adapters_dir(args: argparse.Namespace) -> Path:
-    from livekomp.composer import default_adapters_dir
+    from livekomp.composer import adapters_dir
 
-    return args.adapters or default_adapters_dir()
+    return adapters_dir(args.adapters)
 
 
 def _run_finetune(args: argparse.Namespace) -> int:

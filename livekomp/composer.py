@@ -11,6 +11,12 @@ runs inline, so the result is deterministic for a seed.
 
 A primary with an `accept(request, bar)` method is told which bar was really played (fresh,
 buffered or the fallback's), so its memory of the music is what the audience heard.
+
+Style adapters: each request names the style it is composed in (`BarRequest.style`, "" for the
+base models). A buffered bar only ever answers a request for its own style, metre and key. When
+a request's style differs from the one before it, the phrases buffered for the old style are
+dropped at the switch and the buffer refills for the new one: a switch is heard from the bar it
+was asked for, and a late model then gives way to the rules, never to a bar of the old style.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ import math
 import os
 import time
 from collections import Counter, deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
@@ -28,7 +34,7 @@ from typing import Protocol
 import trio
 
 from livekomp.measure import summarize_ms
-from livekomp.music.phrase import BarRequest, ComposedBar
+from livekomp.music.phrase import BarRequest, ComposedBar, style_label
 from livekomp.music.rules import RuleComposer
 
 log = logging.getLogger("livekomp.composer")
@@ -53,11 +59,13 @@ class ComposerSettings:
     checkpoints: str | None = None  # None: the checkpoints/ folder shipped with livekomp
     threads: int = 1  # CPU threads for inference
     budget_ms: float = 60.0  # how long a fresh bar may take before the chain moves on
+    styles: tuple[str, ...] = ()  # style adapters to load, by name ("base" is never one)
+    adapters: str | None = None  # the adapters folder; None: $LIVEKOMP_ADAPTERS, else ./adapters
 
 
-def default_adapters_dir() -> Path:
-    """Where style adapters live unless --adapters says: $LIVEKOMP_ADAPTERS, else ./adapters."""
-    return Path(os.environ.get("LIVEKOMP_ADAPTERS") or "adapters")
+def adapters_dir(given: str | Path | None = None) -> Path:
+    """Where the style adapters are: `--adapters`, else $LIVEKOMP_ADAPTERS, else ./adapters."""
+    return Path(given or os.environ.get("LIVEKOMP_ADAPTERS") or "adapters")
 
 
 def build_composer(settings: ComposerSettings, seed: int) -> tuple[Composer, str | None]:
@@ -82,6 +90,9 @@ def build_composer(settings: ComposerSettings, seed: int) -> tuple[Composer, str
                 runtime=settings.runtime,
                 quantize=settings.int8,
                 threads=settings.threads,
+                # Adapters that fail to load are refused one by one (`refused_styles`).
+                styles=settings.styles,
+                adapters_dir=adapters_dir(settings.adapters),
             )
             return composer, None
         except (CheckpointError, RuntimeUnavailable) as error:
@@ -90,14 +101,37 @@ def build_composer(settings: ComposerSettings, seed: int) -> tuple[Composer, str
     return RuleComposer(seed), reason
 
 
+def loaded_styles(primary: Composer) -> tuple[str, ...]:
+    """The style adapters the primary composer loaded (none for the rule-based composer)."""
+    return tuple(getattr(primary, "styles", ()))
+
+
+def refuse_styles(primary: Composer, wanted: Iterable[str]) -> dict[str, str]:
+    """The styles asked for that will not play (name → why), each told in one warning line.
+
+    The primary's own refusals (a broken or mismatched adapter), and any name a composer without
+    adapters (the rules) could not load.
+    """
+    refused = dict(getattr(primary, "refused_styles", {}))
+    loaded = loaded_styles(primary)
+    for name in wanted:
+        if name and name not in loaded and name not in refused:
+            refused[name] = f"the {primary.name} composer has no style adapters"
+    for name, reason in refused.items():
+        told = reason if repr(name) in reason else f"style {name!r}: {reason}"
+        log.warning("%s; refused, the base model carries on", told)
+    return refused
+
+
 class PhraseBuffer:
-    """Bars composed ahead, by mood cell; the nearest one answers a late request."""
+    """Bars composed ahead, by style and mood cell; the nearest one of the request's style
+    answers a late request."""
 
     def __init__(self, depth: int = 2, cells: int = 8, resolution: float = 0.25) -> None:
         self.depth = depth
         self.cells = cells
         self.resolution = resolution
-        self._bars: dict[tuple[int, int], deque[tuple[BarRequest, ComposedBar]]] = {}
+        self._bars: dict[tuple[str, int, int], deque[tuple[BarRequest, ComposedBar]]] = {}
 
     @property
     def fill(self) -> float:
@@ -105,8 +139,12 @@ class PhraseBuffer:
         held = sum(len(entries) for entries in self._bars.values())
         return held / (self.depth * self.cells)
 
-    def cell(self, request: BarRequest) -> tuple[int, int]:
-        return (round(request.valence / self.resolution), round(request.arousal / self.resolution))
+    def cell(self, request: BarRequest) -> tuple[str, int, int]:
+        return (
+            request.style,
+            round(request.valence / self.resolution),
+            round(request.arousal / self.resolution),
+        )
 
     def wants(self, request: BarRequest) -> bool:
         return len(self._bars.get(self.cell(request), ())) < self.depth
@@ -118,15 +156,17 @@ class PhraseBuffer:
         while len(self._bars) > self.cells:
             del self._bars[next(iter(self._bars))]
 
+    def clear(self) -> None:
+        self._bars.clear()
+
     def take(self, request: BarRequest) -> ComposedBar | None:
-        """The bar composed nearest this request's mood, for the same metre and key, re-indexed."""
+        """The bar composed nearest this request's mood, for the same style, metre and key,
+        re-indexed."""
+        wanted = (request.style, request.beats_per_bar, request.tonic)
         best, best_distance = None, math.inf
         for key, entries in self._bars.items():
             for i, (made_for, _bar) in enumerate(entries):
-                if (made_for.beats_per_bar, made_for.tonic) != (
-                    request.beats_per_bar,
-                    request.tonic,
-                ):
+                if (made_for.style, made_for.beats_per_bar, made_for.tonic) != wanted:
                     continue
                 distance = math.hypot(
                     made_for.valence - request.valence, made_for.arousal - request.arousal
@@ -156,6 +196,7 @@ class ComposerService:
         buffer: PhraseBuffer | None = None,
         heading: Callable[[], tuple[float, float]] | None = None,
         unavailable: str | None = None,
+        refused_styles: Mapping[str, str] | None = None,
         log_every_bars: int = 0,
     ) -> None:
         self.primary = primary
@@ -165,14 +206,18 @@ class ComposerService:
         self.buffer = buffer
         self.heading = heading
         self.unavailable = unavailable
+        self.refused_styles = dict(refused_styles or {})
         self.log_every_bars = log_every_bars
         self.outcomes: Counter[str] = Counter()
+        self.style_switches = 0
         self.fresh_s: deque[float] = deque(maxlen=10_000)
         self._limiter = trio.CapacityLimiter(1)
         self._refill = trio.Event()
         self._last: BarRequest | None = None
 
     async def compose(self, request: BarRequest) -> ComposedBar:
+        if self._last is not None and request.style != self._last.style:
+            self._switch_style(request)
         self._last = request
         try:
             if self.in_thread:
@@ -202,6 +247,18 @@ class ComposerService:
         if self.log_every_bars and (request.index + 1) % self.log_every_bars == 0:
             log.info("composer: %s", self.health())
         return bar
+
+    def _switch_style(self, request: BarRequest) -> None:
+        """The old style's buffered phrases are dropped; the buffer refills for the new one."""
+        self.style_switches += 1
+        if self.buffer is not None and (dropped := len(self.buffer)):
+            self.buffer.clear()
+            log.info(
+                "composer: style %s from bar %d; %d bars buffered for the old style dropped",
+                style_label(request.style),
+                request.index,
+                dropped,
+            )
 
     def _timed(self, request: BarRequest) -> ComposedBar:
         started = time.perf_counter()
@@ -245,6 +302,8 @@ class ComposerService:
                     except Exception:
                         log.exception("composing ahead for the buffer failed")
                         break
+                    if self._last is not None and self._last.style != request.style:
+                        break  # the style switched while it was composed: not wanted now
                     self.buffer.put(request, bar)
 
     def latency(self) -> dict[str, float]:
@@ -256,7 +315,8 @@ class ComposerService:
         latency = self.latency()
         tail = f" | p99 {latency['p99_ms']:.1f} ms" if latency else ""
         fill = f" | buffer {len(self.buffer)}" if self.buffer is not None else ""
-        return f"{self.primary.name}: {counts}{tail}{fill}"
+        switches = f" | style switches {self.style_switches}" if self.style_switches else ""
+        return f"{self.primary.name}: {counts}{tail}{fill}{switches}"
 
     def summary(self) -> dict[str, object]:
         summary: dict[str, object] = {
@@ -268,6 +328,9 @@ class ComposerService:
             summary["runtime"] = runtime
         if self.unavailable:
             summary["neural_unavailable"] = self.unavailable
+        summary["styles"] = list(loaded_styles(self.primary))
+        summary["refused_styles"] = dict(self.refused_styles)
+        summary["style_switches"] = self.style_switches
         latency = self.latency()
         if latency and self.in_thread:
             summary["fresh_latency"] = latency

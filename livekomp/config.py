@@ -6,6 +6,7 @@ A config file has one table per command, e.g.
     bpm = 110
     osc_port = 9000
     mappings = ["touchosc", "mappings/my_faders.toml"]
+    styles = ["reel", "chorale"]     # style adapters to load; the first plays from the start
 
 A bad key or value fails at start-up with the file and the key in the message.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from livekomp.composer import COMPOSERS, ComposerSettings
+from livekomp.music.phrase import parse_style
 from livekomp.music.theory import parse_key
 
 
@@ -93,6 +95,8 @@ class LiveConfig:
     int8: bool = False  # dynamic int8 quantization of the melody model (CPU)
     checkpoints: str | None = None  # None: the checkpoints shipped with livekomp
     budget_ms: float = 60.0  # a fresh bar later than this gives way to a buffered one or the rules
+    styles: tuple[str, ...] = ()  # style adapters to load; the first plays from the start
+    adapters: str | None = None  # the adapters folder (None: $LIVEKOMP_ADAPTERS, else ./adapters)
 
     def composer_settings(self) -> ComposerSettings:
         return ComposerSettings(
@@ -102,7 +106,14 @@ class LiveConfig:
             int8=self.int8,
             checkpoints=self.checkpoints,
             budget_ms=self.budget_ms,
+            styles=tuple(dict.fromkeys(s for s in map(parse_style, self.styles) if s)),
+            adapters=self.adapters,
         )
+
+    @property
+    def initial_style(self) -> str:
+        """The style the set starts in (a `BarRequest.style`): the first of `styles`."""
+        return parse_style(self.styles[0]) if self.styles else ""
 
     def __post_init__(self) -> None:
         checks = {
@@ -142,6 +153,11 @@ class LiveConfig:
             parse_key(self.key)
         except ValueError as exc:
             raise ConfigError(f"key: {exc}") from None
+        for name in self.styles:
+            try:
+                parse_style(name)
+            except ValueError as exc:
+                raise ConfigError(f"styles: {exc}") from None
 
 
 def _coerce(name: str, hint: Any, value: object, where: str) -> object:

@@ -5,7 +5,8 @@ content changes land on the next bar line), asks the composer service for the ba
 bar's MIDI clock ticks to the dispatcher. The notes go out a beat at a time, `release_lead_beats`
 before each beat, with their velocities scaled by how the mood's dynamics moved since the bar was
 composed — so a fader's expressive change is heard on the next beat, its content change on the
-next bar. It also owns the transport (start, stop, panic) and routes every control event.
+next bar. The active style adapter is content too: a switch is heard from the next bar planned.
+It also owns the transport (start, stop, panic) and routes every control event.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -25,7 +26,13 @@ from livekomp.inputs.stats import RateLimitedLog
 from livekomp.mood import Mood, MoodState
 from livekomp.music import messages
 from livekomp.music.messages import ScheduledMessage
-from livekomp.music.phrase import PART_CHANNELS, BarRequest, ComposedBar
+from livekomp.music.phrase import (
+    PART_CHANNELS,
+    BarRequest,
+    ComposedBar,
+    parse_style,
+    style_label,
+)
 from livekomp.timing.clock import MasterClock
 
 log = logging.getLogger("livekomp.performer")
@@ -125,7 +132,7 @@ def render_clock_ticks(start_beat: float, beats: int) -> list[ScheduledMessage]:
     return [ScheduledMessage.at(start_beat + i / per_beat, tick) for i in range(beats * per_beat)]
 
 
-BarListener = Callable[[ComposedBar, Mood], None]
+BarListener = Callable[[ComposedBar, Mood, str], None]  # the bar, its mood, its style
 
 
 class Performer:
@@ -139,6 +146,7 @@ class Performer:
         *,
         on_bar: BarListener | None = None,
         duck: Callable[[float], float] | None = None,
+        style: str = "",
     ) -> None:
         self.clock = clock
         self.dispatcher = dispatcher
@@ -147,6 +155,7 @@ class Performer:
         self.config = config
         self.on_bar = on_bar
         self.duck = duck  # beat → velocity factor while a line is spoken (the voice's ducking)
+        self.style = style  # the style adapter the next bar planned is composed in; "" = base
         self.bars_played = 0
         self._origin_beat = 0.0  # the beat of bar 0 of the current take
         self._planned_until = 0.0
@@ -161,6 +170,11 @@ class Performer:
     @property
     def playing(self) -> bool:
         return self._play_scope is not None and not self._play_scope.cancel_called
+
+    @property
+    def next_bar(self) -> int:
+        """The index of the next bar to be planned (0 while stopped: a take starts at bar 0)."""
+        return self.bars_played if self.playing else 0
 
     def start(self) -> None:
         """Start from bar 0 (from the trio thread). Ignored while already playing; a start
@@ -292,6 +306,7 @@ class Performer:
             arousal=mood.arousal,
             density=mood.density,
             intensity=mood.intensity,
+            style=self.style,
         )
         bar = await self.composer.compose(request)
         if config.clock_out:
@@ -299,7 +314,7 @@ class Performer:
         self._planned_until = start_beat + config.beats_per_bar
         self.bars_played = index + 1
         if self.on_bar is not None:
-            self.on_bar(bar, mood)
+            self.on_bar(bar, mood, request.style)
         return [
             BeatRelease(start_beat + i, tuple(notes), mood)
             for i, notes in enumerate(render_notes_by_beat(bar, start_beat))
@@ -324,7 +339,7 @@ class Performer:
 
 
 class ControlRouter:
-    """Sends each control event where it belongs: mood, clock, transport, voice queue."""
+    """Sends each control event where it belongs: mood, style, clock, transport, voice queue."""
 
     def __init__(
         self,
@@ -336,11 +351,16 @@ class ControlRouter:
         on_transport: Callable[[bool], None] | None = None,
         on_mood: Callable[[ControlEvent], None] | None = None,
         on_silence: Callable[[], None] | None = None,
+        styles: Sequence[str] = (),
     ) -> None:
         """For a clock that follows others: `can_start` says why a start cannot happen now
         (None: it can); `on_tempo` takes tempo changes instead of the clock, and
         `on_transport` start (True) and stop (False) instead of the performer (a Link follower
-        proposes them to the session, whose answer then moves the performer)."""
+        proposes them to the session, whose answer then moves the performer).
+
+        `styles` are the style adapters the composer loaded, in load order: a style event
+        names one of them or "base", or gives a number (a program change) that counts base
+        as 1 and the loaded styles from 2."""
         self.performer = performer
         self.on_line = on_line
         self.can_start = can_start
@@ -348,7 +368,9 @@ class ControlRouter:
         self.on_transport = on_transport
         self.on_mood = on_mood  # told of each mood word or intent understood (voice responses)
         self.on_silence = on_silence  # stop and panic: the voice stops too
+        self.styles = tuple(styles)
         self.unhandled = 0
+        self.styles_dropped = 0  # style events naming a style that is not loaded
         self._drop_log = RateLimitedLog(log)
 
     def handle(self, event: ControlEvent) -> None:
@@ -383,6 +405,8 @@ class ControlRouter:
             case Param.SAY | Param.SCENE:
                 if self.on_line is not None:
                     self.on_line(event.param.value, event)
+            case Param.STYLE:
+                self._switch_style(event)
             case Param.MOOD:
                 if performer.mood.apply(event, clock.now_s()):
                     target = performer.mood.target()
@@ -399,6 +423,41 @@ class ControlRouter:
             case _:
                 if not performer.mood.apply(event, clock.now_s()):
                     self._drop(event)
+
+    def _switch_style(self, event: ControlEvent) -> None:
+        """The style asked for plays from the next bar planned; one that is not loaded is
+        counted and dropped, and the current style plays on."""
+        try:
+            style = self._style_for(str(event.value))
+        except ValueError as exc:
+            self.styles_dropped += 1
+            choices = ", ".join(
+                f"{i} {style_label(name)}" for i, name in enumerate(("", *self.styles), 1)
+            )
+            self._drop_log.warning(
+                "style",
+                f"dropped style {event.value!r} from {event.source}: {exc}; "
+                f"the styles loaded are {choices}",
+            )
+            return
+        performer = self.performer
+        if style != performer.style:
+            performer.style = style
+            log.info("style → %s from bar %d", style_label(style), performer.next_bar)
+
+    def _style_for(self, value: str) -> str:
+        """The `BarRequest.style` a style event asks for; ValueError if it is not loaded."""
+        choices = ("", *self.styles)
+        text = value.strip()
+        if text.isdigit():
+            number = int(text)
+            if not 1 <= number <= len(choices):
+                raise ValueError(f"there is no style number {number}")
+            return choices[number - 1]
+        style = parse_style(text)
+        if style not in choices:
+            raise ValueError(f"{text!r} is not loaded")
+        return style
 
     def _drop(self, event: ControlEvent) -> None:
         self.unhandled += 1

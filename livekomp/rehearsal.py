@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -19,7 +19,13 @@ import trio
 import trio.testing
 
 from livekomp import __version__
-from livekomp.composer import ComposerService, ComposerSettings, build_composer
+from livekomp.composer import (
+    ComposerService,
+    ComposerSettings,
+    build_composer,
+    loaded_styles,
+    refuse_styles,
+)
 from livekomp.inputs.events import ControlEvent, Param
 from livekomp.inputs.setlist import Setlist, serve_setlist
 from livekomp.mood import Mood, MoodState
@@ -95,16 +101,26 @@ def rehearse(
     composer: ComposerSettings | None = None,
     initial_mood: Mood | None = None,
     audio: AudioOptions | None = None,
+    style: str = "",
 ) -> RehearsalResult:
     """Render `setlist` to `out_dir/set.mid` and `out_dir/summary.json` (with `audio`, also
     `out_dir/set.wav`).
+
+    The set starts in `style` (a `BarRequest.style`: "" is the base models); the adapters for it
+    and for every style the cues name are loaded first. A style that fails to load is refused in
+    one warning line; its cues are dropped and the style before plays on.
 
     The neural composer runs inline (no budget, no buffer), so the result depends only on the
     setlist, the seed and the checkpoints; so do the voices, rendered inline in cue order.
     """
     out_dir = Path(out_dir)
     seed = seed if seed is not None else (setlist.seed if setlist.seed is not None else 0)
-    primary, unavailable = build_composer(composer or ComposerSettings(), seed)
+    settings = composer or ComposerSettings()
+    wanted = tuple(dict.fromkeys(s for s in (*settings.styles, style, *setlist.styles) if s))
+    primary, unavailable = build_composer(replace(settings, styles=wanted), seed)
+    refused = refuse_styles(primary, wanted)
+    if style not in ("", *loaded_styles(primary)):
+        style = ""
     voice = None
     if audio is not None:
         speaker = open_speaker(_seeded(audio.voice, seed))
@@ -117,8 +133,9 @@ def rehearse(
         seed,
         lookahead_beats,
         slew_s,
-        ComposerService(primary, unavailable=unavailable),
+        ComposerService(primary, unavailable=unavailable, refused_styles=refused),
         initial_mood,
+        style,
         voice,
         audio,
         clock=trio.testing.MockClock(autojump_threshold=0),
@@ -140,6 +157,7 @@ async def _rehearse(
     slew_s: float,
     composer: ComposerService,
     initial_mood: Mood | None,
+    style: str,
     voice_parts: tuple | None,
     audio: AudioOptions | None,
 ) -> RehearsalResult:
@@ -200,6 +218,7 @@ async def _rehearse(
         ),
         on_bar=report.on_bar,
         duck=voice.duck_at if voice is not None else None,
+        style=style,
     )
 
     def on_line(kind: str, event: ControlEvent) -> None:
@@ -212,7 +231,9 @@ async def _rehearse(
         report.on_line(kind, event, bar)
 
     on_mood = voice.on_control if voice is not None and audio and audio.responses else None
-    router = ControlRouter(performer, on_line=on_line, on_mood=on_mood)
+    router = ControlRouter(
+        performer, on_line=on_line, on_mood=on_mood, styles=loaded_styles(composer.primary)
+    )
     send, receive = trio.open_memory_channel[ControlEvent](math.inf)
     try:
         async with trio.open_nursery() as nursery:
@@ -234,6 +255,7 @@ async def _rehearse(
         recorder.close()
     report.extra["composer"] = composer.summary()
     report.extra["controls_not_understood"] = router.unhandled
+    report.extra["styles_dropped"] = router.styles_dropped
     wav_path = None
     if voice is not None and audio is not None:
         wav_path = out_dir / "set.wav"

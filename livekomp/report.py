@@ -1,4 +1,5 @@
-"""The run report: per bar, the mood used, the notes per part and which composer made it.
+"""The run report: per bar, the mood used, the notes per part and which composer made it (and
+the style asked for, when it was not the base models').
 
 Everything in it is a function of the inputs and the seed (no wall-clock times, no absolute
 paths), so the same rehearsal writes the same bytes.
@@ -12,7 +13,7 @@ from pathlib import Path
 
 from livekomp.inputs.events import ControlEvent
 from livekomp.mood import Mood
-from livekomp.music.phrase import ComposedBar, Part
+from livekomp.music.phrase import BASE_STYLE, ComposedBar, Part
 
 
 class RunReport:
@@ -23,18 +24,19 @@ class RunReport:
         self.extra: dict[str, object] = {}
         self._current_bar = 0
 
-    def on_bar(self, bar: ComposedBar, mood: Mood) -> None:
+    def on_bar(self, bar: ComposedBar, mood: Mood, style: str = "") -> None:
         self._current_bar = bar.index
-        self.bars.append(
-            {
-                "bar": bar.index,
-                "mood": mood.as_dict(),
-                "composer": bar.composer,
-                "mode": bar.mode,
-                "chord": bar.chord,
-                "notes": {part.value: bar.note_count(part) for part in Part},
-            }
-        )
+        entry: dict[str, object] = {
+            "bar": bar.index,
+            "mood": mood.as_dict(),
+            "composer": bar.composer,
+            "mode": bar.mode,
+            "chord": bar.chord,
+            "notes": {part.value: bar.note_count(part) for part in Part},
+        }
+        if style:
+            entry["style"] = style
+        self.bars.append(entry)
 
     def on_line(self, kind: str, event: ControlEvent, bar: int | None = None) -> None:
         self.lines.append(
@@ -54,16 +56,21 @@ class RunReport:
         notes: Counter[str] = Counter()
         composers: Counter[str] = Counter()
         modes: Counter[str] = Counter()
+        styles: Counter[str] = Counter()
         for bar in self.bars:
             notes.update(bar["notes"])  # type: ignore[arg-type]
             composers[str(bar["composer"])] += 1
             modes[str(bar["mode"])] += 1
-        return {
+            styles[str(bar.get("style", BASE_STYLE))] += 1
+        totals: dict[str, object] = {
             "bars": len(self.bars),
             "notes": dict(notes),
             "bars_by_composer": dict(sorted(composers.items())),
             "bars_by_mode": dict(sorted(modes.items())),
         }
+        if set(styles) - {BASE_STYLE}:
+            totals["bars_by_style"] = dict(sorted(styles.items()))
+        return totals
 
     def as_dict(self) -> dict[str, object]:
         return {

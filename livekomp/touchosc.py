@@ -13,7 +13,9 @@ From the mapping's OSC routes:
 - a `mood` text argument → one button per mood word in `MOOD_BUTTONS`;
 - a `scene` text argument → one button per name in `SCENE_BUTTONS`;
 - `say` takes free text, which a TouchOSC surface cannot type: it is reported, not laid out
-  (the spoken line shows in a feedback label).
+  (the spoken line shows in a feedback label);
+- `style` names the adapters `serve` loads, unknown when the layout is made: reported, not
+  laid out.
 
 Labels for the feedback the server sends (`livekomp.outputs.osc`) fill the last row. The XY
 pad and the faders also receive on their own addresses, so they follow the server's feedback.
@@ -229,7 +231,9 @@ def build_layout(mapping: Mapping) -> Layout:
         words = {Param.MOOD: MOOD_BUTTONS, Param.SCENE: SCENE_BUTTONS}.get(target)
         if words is None:
             layout.skipped[route.address] = (
-                f"{target.value} takes free text, which a TouchOSC surface cannot type"
+                "the style names are those serve loads, unknown here"
+                if target is Param.STYLE
+                else f"{target.value} takes free text, which a TouchOSC surface cannot type"
             )
             continue
         width = (WIDTH - 40) // len(words) - 6

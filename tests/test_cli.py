@@ -7,7 +7,7 @@ from pathlib import Path
 import mido
 import pytest
 
-from livekomp.cli import main
+from livekomp.cli import _composer_settings, _parser, _serve_config, main
 from tests.jack import jack_running
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -117,3 +117,47 @@ def test_a_busy_osc_port_is_a_clear_error(capsys):
     error = capsys.readouterr().err
     assert f"cannot listen for OSC on 127.0.0.1:{port}" in error
     assert "--osc-port" in error
+
+
+def test_style_flags():
+    args = _parser().parse_args(
+        ["serve", "--style", "reel", "--style", "base", "--style", "hymn", "--adapters", "ad"]
+    )
+    config = _serve_config(args)
+    assert config.styles == ("reel", "base", "hymn") and config.initial_style == "reel"
+    assert config.composer_settings().styles == ("reel", "hymn")
+    assert config.composer_settings().adapters == "ad"
+    assert _serve_config(_parser().parse_args(["serve"])).styles == ()
+    for command in (["rehearse", "set.toml", "--out", "o"], ["generate", *MOOD, "--out", "x"]):
+        args = _parser().parse_args([*command, "--style", "reel", "--adapters", "ad"])
+        assert args.style == "reel" and _composer_settings(args).adapters == "ad"
+        assert _parser().parse_args(command).style is None
+
+
+MOOD = ["--valence", "0", "--arousal", "0"]
+
+
+def test_a_style_the_rules_cannot_play_is_refused_and_the_music_plays(tmp_path, capsys, caplog):
+    out = tmp_path / "reel.mid"
+    flags = [*MOOD, "--bars", "2", "--composer", "rules", "--style", "reel", "--out", str(out)]
+    assert main(["-q", "generate", *flags]) == 0
+    assert out.stat().st_size > 100
+    refused = "style 'reel' refused: the rules composer has no style adapters"
+    assert refused in capsys.readouterr().out
+    assert f"{refused}; the base model carries on" in caplog.text  # the warning, at start
+
+
+@pytest.mark.parametrize("command", ["generate", "rehearse", "serve"])
+def test_a_bad_style_name_is_a_clear_error(tmp_path, command, capsys):
+    setlist = tmp_path / "gig.toml"
+    setlist.write_text("bars = 4\n[[cue]]\nbar = 0\nvalence = 0.5\n")
+    first = {
+        "generate": ["generate", *MOOD, "--out", str(tmp_path / "x.mid")],
+        "rehearse": ["rehearse", str(setlist), "--out", str(tmp_path / "out")],
+        "serve": ["serve"],
+    }[command]
+    assert main([*first, "--style", "my reel"]) == 2
+    error = capsys.readouterr().err
+    flag = "styles" if command == "serve" else "--style"
+    assert f"{flag}: 'my reel' is not a style name" in error
+    assert not (tmp_path / "out").exists() and not (tmp_path / "x.mid").exists()

@@ -3,10 +3,11 @@
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import trio
 
-from livekomp.composer import ComposerService, PhraseBuffer
+from livekomp.composer import ComposerService, ComposerSettings, PhraseBuffer, adapters_dir
 from livekomp.music.phrase import BarRequest, ComposedBar, Note, Part
 
 REQUEST = BarRequest(index=3, beats_per_bar=4, tonic=0, valence=0.5, arousal=0.0)
@@ -140,3 +141,62 @@ async def test_the_buffer_fills_for_the_current_mood_and_where_it_is_heading():
     assert buffer.take(heading).info["buffered_for"] == [-0.8, 0.7]
     current = replace(REQUEST, index=4)
     assert buffer.take(current).info["buffered_for"] == [REQUEST.valence, REQUEST.arousal]
+
+
+REEL = replace(REQUEST, style="reel")
+
+
+def test_the_buffer_never_answers_with_another_styles_bar():
+    buffer = PhraseBuffer()
+    buffer.put(REQUEST, bar_for(REQUEST, "base"))
+    buffer.put(REEL, bar_for(REEL, "reel"))
+    hymn = replace(REQUEST, style="hymn")
+    assert buffer.take(hymn) is None and buffer.wants(hymn)  # hymn has cells of its own
+    assert buffer.take(REEL).composer == "reel"
+    assert buffer.take(REEL) is None  # the base bar is just as near, and not the reel's
+    assert buffer.take(REQUEST).composer == "base"
+
+
+async def test_a_style_switch_drops_the_old_styles_phrases():
+    class Broken(Named):
+        def compose_bar(self, request: BarRequest) -> ComposedBar:
+            raise RuntimeError("no fresh bars today")
+
+    buffer = PhraseBuffer()
+    for _ in range(2):
+        buffer.put(REQUEST, bar_for(REQUEST, "buffered base"))
+    service = ComposerService(Broken("model"), Named("rules"), buffer=buffer)
+    played = [(await service.compose(REQUEST)).composer]
+    played.append((await service.compose(REEL)).composer)  # the switch: the base bar left goes
+    assert len(buffer) == 0
+    buffer.put(REEL, bar_for(REEL, "buffered reel"))
+    played.append((await service.compose(REEL)).composer)
+    played.append((await service.compose(REQUEST)).composer)  # and back
+    assert played == ["buffered base", "rules", "buffered reel", "rules"]
+    assert service.style_switches == 2
+    assert service.summary()["style_switches"] == 2
+    assert "style switches 2" in service.health()
+
+
+async def test_the_buffer_refills_for_the_new_style():
+    buffer = PhraseBuffer(depth=1)
+    service = ComposerService(
+        Named("model"), Named("rules"), budget_s=5.0, in_thread=True, buffer=buffer
+    )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(service.serve_buffer)
+        await service.compose(REQUEST)
+        await service.compose(replace(REEL, index=4))
+        with trio.fail_after(5):
+            while not buffer.take(replace(REEL, index=5)):
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
+    assert buffer.take(replace(REQUEST, index=5)) is None  # nothing of the old style
+
+
+def test_the_adapters_folder(monkeypatch):
+    monkeypatch.delenv("LIVEKOMP_ADAPTERS", raising=False)
+    assert adapters_dir(ComposerSettings()) == Path("adapters")
+    monkeypatch.setenv("LIVEKOMP_ADAPTERS", "/srv/styles")
+    assert adapters_dir(ComposerSettings()) == Path("/srv/styles")
+    assert adapters_dir(ComposerSettings(adapters="mine")) == Path("mine")

@@ -35,6 +35,8 @@ def test_ints_are_fine_where_floats_are_expected_but_not_the_reverse(tmp_path):
         ("[serve]\nclock_timeout_beats = 0\n", "clock_timeout_beats: 0.0 is out of range"),
         ("[serve]\nnudge_ms = 900\n", "nudge_ms: 900.0 is out of range"),
         ('[serve]\nfeedback = "tablet"\n', "feedback: feedback target must be HOST:PORT"),
+        ('[serve]\nstyles = ["reel", "my hymn"]\n', "stage.toml: styles: 'my hymn' is not a"),
+        ('[serve]\nstyles = "reel"\n', "serve.styles: 'reel' is not a valid value"),
     ],
 )
 def test_bad_files_name_file_and_key(tmp_path, text, message):
@@ -85,3 +87,16 @@ def test_voice_settings_from_the_file_and_flags(tmp_path):
 def test_bad_voice_settings_are_named(table, message):
     with pytest.raises(ConfigError, match=message):
         load_live_config(None, table)
+
+
+def test_styles_from_a_file_and_flags(tmp_path):
+    config_file = tmp_path / "stage.toml"
+    config_file.write_text('[serve]\nstyles = ["reel", "hymn"]\nadapters = "styles"\n')
+    config = load_live_config(config_file, {})
+    settings = config.composer_settings()
+    assert settings.styles == ("reel", "hymn") and settings.adapters == "styles"
+    assert config.initial_style == "reel"
+    # Flags win; "base" plays first and loads nothing.
+    config = load_live_config(config_file, {"styles": ["base", "hymn", "hymn"]})
+    assert config.initial_style == "" and config.composer_settings().styles == ("hymn",)
+    assert LiveConfig().initial_style == "" and LiveConfig().composer_settings().styles == ()

@@ -2,6 +2,7 @@
 in-memory port that records what was sent."""
 
 import itertools
+import logging
 import math
 
 import pytest
@@ -9,6 +10,7 @@ import trio
 
 from livekomp.composer import ComposerService
 from livekomp.inputs.events import ControlEvent, Param
+from livekomp.inputs.mapping import load_mapping
 from livekomp.mood import Mood, MoodState
 from livekomp.music import messages
 from livekomp.music.phrase import BarRequest, ComposedBar, Note, Part
@@ -244,3 +246,97 @@ async def test_dynamics_follow_the_fader_from_the_next_beat(autojump_clock):
     assert expression_ratio(Mood(arousal=-1.0), Mood(arousal=1.0)) > 1.5
     assert scale_velocity(messages.note_on(0, 60, 100), 3.0) == messages.note_on(0, 60, 127)
     assert scale_velocity(messages.note_on(0, 60, 2), 0.1) == messages.note_on(0, 60, 1)
+
+
+STYLES = ("reel", "hymn")  # the adapters the composer loaded, in load order
+
+
+async def test_a_style_switch_is_heard_from_the_next_bar_planned(autojump_clock, caplog):
+    rig = Rig()
+    router = ControlRouter(rig.performer, styles=STYLES)
+    caplog.set_level(logging.INFO, logger="livekomp.performer")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(rig.dispatcher.serve)
+
+        async def switch():
+            await rig.clock.sleep_until_beat(6.0)  # inside bar 1; bar 2 is planned at beat 7
+            router.handle(ControlEvent(Param.STYLE, "hymn", "osc"))
+            await rig.clock.sleep_until_beat(10.0)  # inside bar 2; bar 3 is planned at beat 11
+            router.handle(ControlEvent(Param.STYLE, "1", "midi"))  # program 1: base
+
+        nursery.start_soon(switch)
+        await rig.performer.serve(max_bars=5)
+        nursery.cancel_scope.cancel()
+    assert [r.style for r in rig.composer.requests] == ["", "", "hymn", "", ""]
+    assert "style → hymn from bar 2" in caplog.text
+    assert "style → base from bar 3" in caplog.text
+    assert router.styles_dropped == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "style"),
+    [
+        ("hymn", "hymn"),
+        (" reel ", "reel"),
+        ("base", ""),
+        ("1", ""),  # a program change without names: 1 is base,
+        ("2", "reel"),  # 2 the first style loaded,
+        ("3", "hymn"),  # 3 the second
+    ],
+)
+async def test_a_style_is_chosen_by_name_or_by_number(value, style):
+    rig = Rig()
+    router = ControlRouter(rig.performer, styles=STYLES)
+    rig.performer.style = "hymn" if style != "hymn" else ""
+    router.handle(ControlEvent(Param.STYLE, value, "test"))
+    assert rig.performer.style == style
+    assert router.styles_dropped == 0 and router.unhandled == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("waltz", "'waltz' is not loaded"),
+        ("0", "there is no style number 0"),
+        ("4", "there is no style number 4"),
+        ("my style", "'my style' is not a style name"),
+        ("../reel", "'../reel' is not a style name"),
+    ],
+)
+async def test_a_style_not_loaded_is_dropped_and_counted(value, why, caplog):
+    rig = Rig()
+    router = ControlRouter(rig.performer, styles=STYLES)
+    router.handle(ControlEvent(Param.STYLE, "reel", "test"))
+    with caplog.at_level(logging.WARNING, logger="livekomp.performer"):
+        router.handle(ControlEvent(Param.STYLE, value, "osc"))
+    assert rig.performer.style == "reel"  # the current style plays on
+    assert router.styles_dropped == 1 and router.unhandled == 0
+    assert f"dropped style {value!r} from osc: {why}" in caplog.text
+    assert "the styles loaded are 1 base, 2 reel, 3 hymn" in caplog.text
+
+
+async def test_without_adapters_only_base_is_a_style():
+    rig = Rig()
+    router = ControlRouter(rig.performer)  # the rule-based composer loads no adapters
+    for value in ("base", "1"):
+        router.handle(ControlEvent(Param.STYLE, value))
+    router.handle(ControlEvent(Param.STYLE, "reel"))
+    router.handle(ControlEvent(Param.STYLE, "2"))
+    assert rig.performer.style == "" and router.styles_dropped == 2
+
+
+async def test_the_style_controls_of_the_mappings_reach_the_performer(tmp_path):
+    programs = tmp_path / "programs.toml"
+    programs.write_text('[[program]]\nchannel = 16\ntarget = "style"\n')
+    mapping = load_mapping(["touchosc", programs])
+    rig = Rig()
+    router = ControlRouter(rig.performer, styles=STYLES)
+    for event in mapping.osc_events("/livekomp/style", ["hymn"]):
+        router.handle(event)
+    assert rig.performer.style == "hymn"
+    for event in mapping.midi_events(bytes([0xCF, 1])):  # program 2: the first style loaded
+        router.handle(event)
+    assert rig.performer.style == "reel"
+    for event in mapping.osc_events("/livekomp/style", ["base"]):
+        router.handle(event)
+    assert rig.performer.style == ""

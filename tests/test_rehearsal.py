@@ -7,6 +7,8 @@ import pytest
 
 from livekomp.composer import ComposerSettings
 from livekomp.inputs.setlist import load_setlist, parse_setlist
+from livekomp.music.phrase import BarRequest, ComposedBar
+from livekomp.music.rules import RuleComposer
 from livekomp.music.theory import detect_key
 from livekomp.rehearsal import rehearse
 
@@ -176,3 +178,91 @@ def test_ramps_glide_across_bars(tmp_path):
     assert valences[4] == pytest.approx(-1.0, abs=0.3)
     assert valences[4] < valences[5] < valences[6] < valences[7] < 1.0
     assert valences[8:] == [1.0] * 4
+
+
+class StyledRules:
+    """The rule-based composer standing in for a neural one with style adapters loaded: it
+    says which adapters it loaded and refused, and records every request it is asked."""
+
+    name = "styled"
+
+    def __init__(self, seed: int, styles: tuple[str, ...], refused: dict[str, str]) -> None:
+        self.rules = RuleComposer(seed)
+        self.styles = styles
+        self.refused_styles = refused
+        self.requests: list[BarRequest] = []
+
+    def compose_bar(self, request: BarRequest) -> ComposedBar:
+        self.requests.append(request)
+        return self.rules.compose_bar(request)
+
+
+@pytest.fixture
+def styled(monkeypatch):
+    """Rehearsals build a StyledRules that loads every style asked for but "broken"."""
+    built: list[tuple[ComposerSettings, StyledRules]] = []
+
+    def build(settings, seed):
+        loaded = tuple(name for name in settings.styles if name != "broken")
+        refused = {"broken": "adapter rank 8 does not fit the melody model"}
+        composer = StyledRules(seed, loaded, refused if "broken" in settings.styles else {})
+        built.append((settings, composer))
+        return composer, None
+
+    monkeypatch.setattr("livekomp.rehearsal.build_composer", build)
+    return built
+
+
+def test_a_style_cue_is_heard_from_its_bar(tmp_path, styled):
+    data = {"bars": 8, "cue": [{"bar": 0, "mood": "calm"}, {"bar": 4, "style": "reel"}]}
+    result = render(tmp_path, data)
+    ((settings, composer),) = styled
+    assert settings.styles == ("reel",)  # the adapters the cues need are loaded first
+    assert [r.index for r in composer.requests] == list(range(8))
+    assert [r.style for r in composer.requests] == [""] * 4 + ["reel"] * 4
+    bars = result.summary["bars"]
+    assert ["style" in bar for bar in bars] == [False] * 4 + [True] * 4
+    assert bars[4]["style"] == "reel"
+    assert result.summary["totals"]["bars_by_style"] == {"base": 4, "reel": 4}
+    assert result.summary["composer"]["styles"] == ["reel"]
+    assert result.summary["composer"]["style_switches"] == 1
+
+
+def test_a_refused_style_is_named_and_its_cue_dropped(tmp_path, styled, caplog):
+    data = {
+        "bars": 8,
+        "cue": [
+            {"bar": 2, "style": "broken"},
+            {"bar": 4, "style": "reel"},
+            {"bar": 6, "style": "base"},
+        ],
+    }
+    setlist = parse_setlist(data, Path("set.toml"))
+    with caplog.at_level("WARNING"):
+        result = rehearse(setlist, tmp_path, seed=1, composer=RULES, style="hymn")
+    ((settings, composer),) = styled
+    assert settings.styles == ("hymn", "broken", "reel")
+    assert [r.style for r in composer.requests] == ["hymn"] * 4 + ["reel"] * 2 + [""] * 2
+    assert (
+        "style 'broken' refused: adapter rank 8 does not fit the melody model; "
+        "the base model carries on"
+    ) in caplog.text
+    summary = result.summary
+    assert summary["composer"]["styles"] == ["hymn", "reel"]
+    assert summary["composer"]["refused_styles"] == {
+        "broken": "adapter rank 8 does not fit the melody model"
+    }
+    assert summary["styles_dropped"] == 1  # the cue at bar 2
+    assert summary["controls_not_understood"] == 0
+
+
+def test_the_rule_based_composer_refuses_every_style(tmp_path, caplog):
+    data = {"bars": 4, "cue": [{"bar": 2, "style": "reel"}]}
+    with caplog.at_level("WARNING"):
+        result = render(tmp_path, data)
+    assert "style 'reel' refused: the rules composer has no style adapters" in caplog.text
+    assert result.summary["composer"]["refused_styles"] == {
+        "reel": "the rules composer has no style adapters"
+    }
+    assert result.summary["styles_dropped"] == 1
+    assert not any("style" in bar for bar in result.summary["bars"])

@@ -36,6 +36,30 @@ def test_cue_events():
     assert second.ramp_bars == 2
 
 
+def test_style_cues_and_the_styles_a_setlist_needs():
+    setlist = parse_setlist(
+        {
+            "bars": 16,
+            "cue": [
+                {"bar": 12, "style": "reel"},
+                {"bar": 0, "mood": "calm", "style": " hymn "},
+                {"bar": 4, "style": "reel"},
+                {"bar": 8, "style": "base", "valence": 0.5},
+            ],
+        },
+        Path("set.toml"),
+    )
+    styles = [
+        (cue.bar, event.value)
+        for cue in setlist.cues
+        for event in cue.events
+        if event.param is Param.STYLE
+    ]
+    assert styles == [(0, "hymn"), (4, "reel"), (8, "base"), (12, "reel")]
+    assert setlist.styles == ("hymn", "reel")  # each once, in cue order; base is no adapter
+    assert parse_setlist({"bars": 4}, Path("set.toml")).styles == ()
+
+
 BAD = [
     ({"bars": 8, "cue": [{"bar": 9, "valence": 0}]}, "cue[0].bar: 9 is outside 0..7"),
     ({"bars": 8, "cue": [{"bar": 1, "valance": 0}]}, "cue[0].valance: unknown cue key"),
@@ -45,6 +69,11 @@ BAD = [
     ({"bars": 8, "cue": [{"bar": 1}]}, "cue[0]: the cue changes nothing"),
     ({"bars": 8, "cue": [{"bar": 1, "mood": "zzz"}]}, "cue[0].mood: 'zzz' is not a mood"),
     ({"bars": 8, "cue": [{"bar": 1, "say": "  "}]}, "cue[0].say: expected non-empty text"),
+    ({"bars": 8, "cue": [{"bar": 1, "style": "my style"}]}, "cue[0].style: 'my style' is not a"),
+    ({"bars": 8, "cue": [{"bar": 1, "style": "../reel"}]}, "cue[0].style: '../reel' is not a"),
+    ({"bars": 8, "cue": [{"bar": 1, "style": "2"}]}, "cue[0].style: '2' is not a style name"),
+    ({"bars": 8, "cue": [{"bar": 1, "style": "x" * 65}]}, "cue[0].style: 'xxx"),
+    ({"bars": 8, "cue": [{"bar": 1, "style": 3}]}, "cue[0].style: expected non-empty text"),
     ({"bars": 8, "key": "H"}, "key:"),
     ({"bars": 0}, "bars: 0 is outside"),
     ({"bpm": 100}, "bars: the setlist must say"),

@@ -15,6 +15,7 @@ class Param(Enum):
     MOOD = "mood"  # str: a mood word or short intent text
     SAY = "say"  # str: a line for the voice
     SCENE = "scene"  # str or int: a scene/section name
+    STYLE = "style"  # str: a style adapter's name, "base", or a number (1 = base, 2 = 1st style)
     START = "start"  # no value
     STOP = "stop"  # no value
     PANIC = "panic"  # no value
@@ -29,7 +30,7 @@ PARAM_RANGES: dict[Param, tuple[float, float]] = {
     Param.TEMPO: (20.0, 400.0),
 }
 
-TEXT_PARAMS = frozenset({Param.MOOD, Param.SAY, Param.SCENE})
+TEXT_PARAMS = frozenset({Param.MOOD, Param.SAY, Param.SCENE, Param.STYLE})
 TRIGGER_PARAMS = frozenset({Param.START, Param.STOP, Param.PANIC})
 
 

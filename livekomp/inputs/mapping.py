@@ -8,6 +8,8 @@ route, each an array of tables (see the shipped presets for commented examples):
     [[cc]]       cc = 1, channel = "any", target = "valence"    or  cc = 116, trigger = "start"
     [[note]]     note = 36, channel = 10, trigger = "panic"
     [[program]]  channel = "any", target = "scene", names = ["intro", "verse", ...]
+                 (target = "style": names are style names; without names, program 1 is
+                 "base" and program n the (n-1)th style loaded)
 
 A number becomes a parameter value in three steps: normalize it from the declared input `range`
 to 0..1, bend it with the `curve`, then spread it over the output range `to` (by default the
@@ -36,6 +38,7 @@ from typing import ClassVar
 
 from livekomp.config import read_toml
 from livekomp.inputs.events import PARAM_RANGES, TEXT_PARAMS, TRIGGER_PARAMS, ControlEvent, Param
+from livekomp.music.phrase import parse_style
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "mappings"
 DEFAULT_PRESETS = ("touchosc", "midi_cc")
@@ -556,6 +559,11 @@ def _program_route(spec: object, at: _At) -> MidiRoute:
     for i, name in enumerate(names):
         if not isinstance(name, str) or not name.strip():
             raise (at / "names" / i).error(f"expected a non-empty string, got {_describe(name)}")
+        if param is Param.STYLE:
+            try:
+                parse_style(name)
+            except ValueError as exc:
+                raise (at / "names" / i).error(str(exc)) from None
     return MidiRoute(
         "program", channel, None, param, names=tuple(names), origin=f"{at.file}: {at.key}"
     )

@@ -11,6 +11,7 @@
     bar = 16
     valence = 0.8
     ramp_bars = 4
+    style = "reel"      # a style adapter from this bar on ("base": the base models)
 
 A malformed setlist fails before anything plays, naming the file, the cue and the key.
 """
@@ -26,6 +27,7 @@ import trio
 from livekomp.config import read_toml
 from livekomp.inputs.events import PARAM_RANGES, ControlEvent, Param
 from livekomp.mood import MOOD_WORDS, Mood, interpret
+from livekomp.music.phrase import parse_style
 from livekomp.music.theory import parse_key
 from livekomp.timing.clock import MasterClock
 
@@ -42,7 +44,12 @@ NUMBER_CUE_KEYS: dict[str, Param] = {
     "intensity": Param.INTENSITY,
     "bpm": Param.TEMPO,
 }
-TEXT_CUE_KEYS: dict[str, Param] = {"mood": Param.MOOD, "say": Param.SAY, "scene": Param.SCENE}
+TEXT_CUE_KEYS: dict[str, Param] = {
+    "mood": Param.MOOD,
+    "say": Param.SAY,
+    "scene": Param.SCENE,
+    "style": Param.STYLE,
+}
 CUE_KEYS = frozenset({"bar", "ramp_bars", *NUMBER_CUE_KEYS, *TEXT_CUE_KEYS})
 TOP_KEYS = frozenset({"bpm", "beats_per_bar", "bars", "key", "seed", "title", "cue"})
 
@@ -67,6 +74,17 @@ class Setlist:
     seed: int | None
     title: str
     cues: tuple[Cue, ...]
+
+    @property
+    def styles(self) -> tuple[str, ...]:
+        """The style adapters the cues ask for, each once, in cue order ("base" is none)."""
+        names = (
+            parse_style(str(event.value))
+            for cue in self.cues
+            for event in cue.events
+            if event.param is Param.STYLE
+        )
+        return tuple(dict.fromkeys(name for name in names if name))
 
 
 def _number(where: str, value: object, low: float, high: float) -> float:
@@ -119,6 +137,11 @@ def _parse_cue(where: str, raw: object, bars: int) -> Cue:
                     f"{where}.mood: {text!r} is not a mood livekomp knows; "
                     f"try one of: {', '.join(sorted(MOOD_WORDS))}"
                 )
+            if param is Param.STYLE:
+                try:
+                    parse_style(text)
+                except ValueError as exc:
+                    raise SetlistError(f"{where}.style: {exc}") from None
             (text_events if param is Param.SAY else events).append(
                 ControlEvent(param, text, source)
             )

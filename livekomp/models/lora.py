@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import json
-import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,13 +37,13 @@ from torch import nn
 from livekomp.models import checkpoint
 from livekomp.models.checkpoint import sha256
 from livekomp.models.runtime import export_onnx, onnx_path
+from livekomp.music.phrase import BASE_STYLE, parse_style
 
 FORMAT = 1
 STYLE_FILE = "style.json"
 CARD_FILE = "CARD.md"
 WEIGHTS_FILE = "adapter_model.safetensors"
 CONFIG_FILE = "adapter_config.json"
-BASE = "base"  # the name that means "no adapter"
 KINDS = ("melody", "groove")
 # The modules each model's adapter may touch: the melody model's attention projections, and all
 # three linear layers of the groove predictor (a small MLP with no attention).
@@ -52,7 +51,6 @@ TARGET_MODULES: dict[str, tuple[str, ...]] = {
     "melody": ("q_proj", "k_proj", "v_proj", "o_proj"),
     "groove": ("net.0", "net.3", "net.5"),
 }
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 class AdapterError(Exception):
@@ -60,15 +58,14 @@ class AdapterError(Exception):
 
 
 def check_name(name: str) -> str:
-    """A style name as typed on stage: letters, digits, `_ . -`, up to 64, not `base`."""
-    if not _NAME.fullmatch(name):
-        raise AdapterError(
-            f"{name!r} is not a style name: use letters, digits, '_', '.' and '-' (up to 64, "
-            "starting with a letter or digit)"
-        )
-    if name == BASE:
-        raise AdapterError(f"{BASE!r} means the base models; choose another name")
-    return name
+    """An adapter's name: a style name (`phrase.parse_style`) other than `base`."""
+    try:
+        style = parse_style(name)
+    except ValueError as error:
+        raise AdapterError(str(error)) from None
+    if not style:
+        raise AdapterError(f"{BASE_STYLE!r} means the base models; choose another name")
+    return style
 
 
 def lora_config(kind: str, rank: int, alpha: float, dropout: float = 0.0):

@@ -527,8 +527,8 @@ def load_neural(
     """Load the three checkpoints and the named style adapters, and warm them all up.
 
     Raises CheckpointError or RuntimeUnavailable for the base models. A style adapter that cannot
-    be used is refused — one warning naming it, and `refused_styles` says why — and the others
-    and the base carry on.
+    be used is refused — `refused_styles` says why, naming it — and the others and the base
+    carry on.
     """
     started = time.perf_counter()
     torch.set_num_threads(threads)
@@ -552,8 +552,7 @@ def load_neural(
                 name, adapters_dir, base, base_sha, make_trunk
             )
         except (lora.AdapterError, RuntimeUnavailable, OSError) as error:
-            composer.refused_styles[name] = str(error)
-            log.warning("%s; refused, the base models carry on", error)
+            composer.refused_styles[name] = str(error)  # composer.refuse_styles tells of it
             continue
         composer.add_style(name, style_melody, style_trunk or trunk, style_groove)
     composer.warm_up()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -57,7 +58,33 @@ class BarRequest:
     arousal: float  # -1 calm .. +1 excited
     density: float = 0.5  # 0..1, the performer's density control; 0.5 is neutral
     intensity: float = 0.5  # 0..1, overall dynamics; 0.5 is neutral
-    style: str = ""  # the style adapter to play in; "" is the base models
+    style: str = ""  # the style adapter to compose with; "" = the base models
+
+
+# The name users give the base models (no adapter): `--style base`, a cue's `style = "base"`.
+BASE_STYLE = "base"
+# A style (adapter) name: a file name without surprises, and not a bare number, since a number
+# selects a style by position (a program change: 1 = base, 2 = the first style loaded, ...).
+STYLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def parse_style(name: str) -> str:
+    """A style name as a user writes it → `BarRequest.style` ("" for "base").
+
+    Raises ValueError, saying what a style name looks like; callers add where it came from.
+    """
+    name = name.strip()
+    if not STYLE_NAME.fullmatch(name) or name.isdigit():
+        raise ValueError(
+            f"{name!r} is not a style name (up to 64 letters, digits, '_', '.', '-', starting "
+            "with a letter or digit, not a bare number)"
+        )
+    return "" if name == BASE_STYLE else name
+
+
+def style_label(style: str) -> str:
+    """How a `BarRequest.style` is shown to users: "" is "base"."""
+    return style or BASE_STYLE
 
 
 @dataclass(frozen=True, slots=True)

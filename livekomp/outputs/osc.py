@@ -11,6 +11,7 @@ costs a few small datagrams a second, never a flood. Addresses (`FEEDBACK_PREFIX
     /livekomp/fb/bar i          /livekomp/fb/beat i        (1-based; the master's when following)
     /livekomp/fb/playing i      (1 playing, 0 stopped)
     /livekomp/fb/scene s        /livekomp/fb/line s        (the last scene, the line being spoken)
+    /livekomp/fb/style s        (the style adapter the next bar is composed in; "base": none)
     /livekomp/fb/composer/fresh i   /livekomp/fb/composer/buffered i
     /livekomp/fb/composer/fallbacks i   (bars: fresh from the model, from the buffer, rules)
     /livekomp/fb/composer/buffer f  (phrase buffer fill 0..1, when the composer keeps one)
@@ -58,6 +59,7 @@ class FeedbackSnapshot:
     beat: int | None = None  # 1-based, within the bar
     scene: str | None = None
     line: str | None = None
+    style: str | None = None
     composer_fresh: int = 0
     composer_buffered: int = 0
     composer_fallbacks: int = 0
@@ -82,6 +84,7 @@ class FeedbackSnapshot:
             f"{FEEDBACK_PREFIX}/beat": self.beat,
             f"{FEEDBACK_PREFIX}/scene": self.scene,
             f"{FEEDBACK_PREFIX}/line": self.line,
+            f"{FEEDBACK_PREFIX}/style": self.style,
             f"{FEEDBACK_PREFIX}/composer/buffer": self.composer_buffer,
         }
         found.update({k: v for k, v in optional.items() if v is not None})

@@ -79,6 +79,8 @@ def test_xy_accepts_ints(mapping):
         ("/livekomp/say", " hello there ", Param.SAY, "hello there"),
         ("/livekomp/scene", "chorus", Param.SCENE, "chorus"),
         ("/livekomp/scene", 2, Param.SCENE, "2"),
+        ("/livekomp/style", "reel", Param.STYLE, "reel"),
+        ("/livekomp/style", 2, Param.STYLE, "2"),
     ],
 )
 def test_single_value_addresses(mapping, address, arg, param, value):
@@ -281,6 +283,27 @@ target = "mood"
     assert values(m.midi_events(bytes([0xC1, 4]))) == {Param.MOOD: "5"}
 
 
+def test_program_change_selects_a_style(tmp_path):
+    path = write(
+        tmp_path,
+        """
+[[program]]
+channel = 16
+target = "style"
+[[program]]
+channel = 15
+target = "style"
+names = ["base", "hymn", "reel"]
+""",
+    )
+    m = load_mapping(["touchosc", path])
+    assert values(m.midi_events(bytes([0xCF, 0]))) == {Param.STYLE: "1"}  # program 1
+    assert values(m.midi_events(bytes([0xCF, 1]))) == {Param.STYLE: "2"}
+    assert values(m.midi_events(bytes([0xCE, 2]))) == {Param.STYLE: "reel"}
+    assert values(m.midi_events(bytes([0xCE, 0]))) == {Param.STYLE: "base"}
+    assert m.midi_events(bytes([0xC0, 1])) == []  # other channels' programs: not mapped
+
+
 # --- merging ------------------------------------------------------------------------------------
 
 
@@ -366,6 +389,11 @@ XY = '[[osc]]\naddress = "/a"\ntypes = "f"\n'
         ('[[cc]]\ncc = 1\ntarget = "mood"', "cc[0].target", "continuous"),
         ("[[note]]\nnote = 1", "note[0].trigger", "missing"),
         ('[[program]]\ntarget = "scene"\nnames = ["a", 3]', "program[0].names[1]", "string"),
+        (
+            '[[program]]\ntarget = "style"\nnames = ["base", "my reel"]',
+            "program[0].names[1]",
+            "'my reel' is not a style name",
+        ),
         ('[[osk]]\naddress = "/a"', "osk", "did you mean 'osc'?"),
         ("osc = 3", "osc", "[[osc]]"),
     ],

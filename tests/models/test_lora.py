@@ -16,6 +16,7 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from livekomp.composer import ComposerSettings, build_composer, refuse_styles
 from livekomp.models import checkpoint, data, lora, proxy
 from livekomp.models.finetune import FinetuneError, FinetuneOptions, finetune, split_records
 from livekomp.models.midi_import import MidiImportError, read_midi_folder
@@ -286,13 +287,16 @@ BREAKAGES = {
 def test_a_broken_adapter_is_refused_by_name_and_the_base_plays_on(adapters, breakage, caplog):
     damage, words = BREAKAGES[breakage]
     damage(adapters / "penta")
+    settings = ComposerSettings(device="cpu", styles=("penta",), adapters=str(adapters))
     with caplog.at_level(logging.WARNING, logger="livekomp"):
-        composer = load_neural(2, BASE, device="cpu", styles=["penta"], adapters_dir=adapters)
+        composer, unavailable = build_composer(settings, 2)
+        refused = refuse_styles(composer, settings.styles)
+    assert unavailable is None and composer.name == "neural"
     assert composer.styles == ()
-    reason = composer.refused_styles["penta"]
+    reason = refused["penta"]
     assert "'penta'" in reason and words in reason, reason
-    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
-    assert len(warnings) == 1 and "penta" in warnings[0].getMessage()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [f"{reason}; refused, the base model carries on"]
     bar = composer.compose_bar(BarRequest(0, 4, 0, 0.0, 0.0, style="penta"))
     assert bar.parts[Part.MELODY] and "style" not in bar.info
 

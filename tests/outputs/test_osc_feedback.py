@@ -45,12 +45,15 @@ def test_only_changes_are_sent_and_everything_on_refresh() -> None:
     assert first["/livekomp/xy"] == [0.5, 0.5]
     assert "/livekomp/fb/line" not in first  # unknown values are not sent
     assert changes.changed(BASE) == []
-    moved = replace(BASE, valence=-0.5, beat=2, line="Before the light", target_valence=-0.5)
+    moved = replace(
+        BASE, valence=-0.5, beat=2, line="Before the light", target_valence=-0.5, style="reel"
+    )
     again = decoded(changes.changed(moved))
     assert again == {
         "/livekomp/fb/valence": [-0.5],
         "/livekomp/fb/beat": [2],
         "/livekomp/fb/line": ["Before the light"],
+        "/livekomp/fb/style": ["reel"],
         "/livekomp/xy": [0.25, 0.5],
     }
     assert changes.changed(replace(moved, valence=-0.501)) == []  # below the resolution
