@@ -244,8 +244,8 @@ def test_a_refused_style_is_named_and_its_cue_dropped(tmp_path, styled, caplog):
     assert settings.styles == ("hymn", "broken", "reel")
     assert [r.style for r in composer.requests] == ["hymn"] * 4 + ["reel"] * 2 + [""] * 2
     assert (
-        "style 'broken' refused: adapter rank 8 does not fit the melody model; "
-        "the base model carries on"
+        "style 'broken': adapter rank 8 does not fit the melody model; "
+        "refused, the base model carries on"
     ) in caplog.text
     summary = result.summary
     assert summary["composer"]["styles"] == ["hymn", "reel"]

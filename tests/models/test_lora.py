@@ -11,12 +11,15 @@ import logging
 import shutil
 from pathlib import Path
 
+import mido
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
+from livekomp import cli
 from livekomp.composer import ComposerSettings, build_composer, refuse_styles
+from livekomp.inputs.setlist import parse_setlist
 from livekomp.models import checkpoint, data, lora, proxy
 from livekomp.models.finetune import FinetuneError, FinetuneOptions, finetune, split_records
 from livekomp.models.midi_import import MidiImportError, read_midi_folder
@@ -24,6 +27,7 @@ from livekomp.models.neural import load_neural
 from livekomp.models.runtime import OnnxTrunk, TorchTrunk, onnx_path
 from livekomp.models.scores import groove_scores, melody_scores
 from livekomp.music.phrase import BarRequest, Part
+from livekomp.rehearsal import rehearse
 from tests.models.conftest import tiny_models
 from tools.style_corpus import DOTTED, TONIC, pentatonic_share, write_corpus
 
@@ -354,3 +358,86 @@ def test_a_lone_file_is_split_at_a_bar_and_too_short_a_one_refused():
     assert held[0]["notes"][0][0] == 0 and len(held[0]["notes"]) == 4
     with pytest.raises(FinetuneError, match="too short"):
         split_records([{**record, "bar_ticks": [48] * 6, "notes": record["notes"][:6]}], 0.15)
+
+
+# --- styles in a rehearsal and from the command line, with the real adapter ---
+
+
+def notes_by_bar(path: Path, beats_per_bar: int = 4) -> dict[int, list[tuple[int, int, int, int]]]:
+    """(tick, channel, pitch, velocity) of every note-on in a MIDI file, by bar."""
+    midi = mido.MidiFile(path)
+    bar_ticks = midi.ticks_per_beat * beats_per_bar
+    bars: dict[int, list[tuple[int, int, int, int]]] = {}
+    for track in midi.tracks:
+        now = 0
+        for message in track:
+            now += message.time
+            if message.type == "note_on" and message.velocity > 0:
+                note = (now, message.channel, message.note, message.velocity)
+                bars.setdefault(now // bar_ticks, []).append(note)
+    return {bar: sorted(notes) for bar, notes in bars.items()}
+
+
+def test_a_style_cue_changes_the_music_exactly_from_its_bar(trained, tmp_path):
+    info, _, _ = trained
+    settings = ComposerSettings(device="cpu", adapters=str(info.folder.parent))
+    plain = {"bars": 8, "key": "D", "cue": [{"bar": 0, "valence": 0.4, "arousal": 0.2}]}
+    cued = {**plain, "cue": [*plain["cue"], {"bar": 4, "style": "penta"}]}
+    runs = {}
+    for name, table in (("plain", plain), ("cued", cued)):
+        setlist = parse_setlist(table, tmp_path / f"{name}.toml")
+        runs[name] = rehearse(setlist, tmp_path / name, seed=3, composer=settings)
+    assert runs["cued"].summary["composer"]["styles"] == ["penta"]
+    before, after = notes_by_bar(runs["plain"].midi_path), notes_by_bar(runs["cued"].midi_path)
+    assert [before[bar] for bar in range(4)] == [after[bar] for bar in range(4)]
+    melody = [n for n in before[4] if n[1] == 0], [n for n in after[4] if n[1] == 0]
+    assert melody[0] != melody[1], "the style plays from its bar"
+    styles = [bar.get("style") for bar in runs["cued"].summary["bars"]]
+    assert styles == [None] * 4 + ["penta"] * 4
+
+
+def test_generate_takes_a_style(trained, tmp_path, capsys):
+    info, _, _ = trained
+    common = ["--valence", "0.4", "--arousal", "0.2", "--bars", "4", "--key", "D", "--seed", "5"]
+    common += ["--adapters", str(info.folder.parent), "--device", "cpu"]
+    paths = {}
+    for name, extra in (
+        ("base", []),
+        ("penta", ["--style", "penta"]),
+        ("again", ["--style", "penta"]),
+    ):
+        paths[name] = tmp_path / f"{name}.mid"
+        assert cli.main(["-q", "generate", *common, *extra, "--out", str(paths[name])]) == 0
+    assert paths["penta"].read_bytes() == paths["again"].read_bytes()
+    assert paths["penta"].read_bytes() != paths["base"].read_bytes()
+
+
+def test_adapters_list_and_merge_from_the_command_line(trained, tmp_path, capsys):
+    info, _, _ = trained
+    adapters = str(info.folder.parent)
+    (info.folder.parent / "junk").mkdir(exist_ok=True)
+    assert cli.main(["adapters", "list", "--adapters", adapters]) == 0
+    out = capsys.readouterr().out
+    assert "penta: melody+groove, rank 8, alpha 16; 14 files, 1792 notes" in out
+    assert "fits these base models" in out
+    assert "junk: unusable:" in out
+    merged = tmp_path / "merged"
+    assert (
+        cli.main(["adapters", "merge", "penta", "--adapters", adapters, "--out", str(merged)]) == 0
+    )
+    assert (merged / "melody.safetensors").is_file()
+    assert (
+        cli.main(["adapters", "merge", "nope", "--adapters", adapters, "--out", str(merged)]) == 2
+    )
+    assert "style 'nope': no adapter folder" in capsys.readouterr().err
+
+
+def test_finetune_from_the_command_line_says_what_is_wrong(tmp_path, capsys):
+    (tmp_path / "midi").mkdir()
+    (tmp_path / "midi" / "a.mid").write_bytes(b"junk")
+    code = cli.main(
+        ["finetune", "--midi", str(tmp_path / "midi"), "--name", "x", "--adapters", str(tmp_path)]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "none of its 1 MIDI files can be used" in err and "a.mid" in err
