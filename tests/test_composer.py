@@ -196,7 +196,7 @@ async def test_the_buffer_refills_for_the_new_style():
 
 def test_the_adapters_folder(monkeypatch):
     monkeypatch.delenv("LIVEKOMP_ADAPTERS", raising=False)
-    assert adapters_dir(ComposerSettings()) == Path("adapters")
+    assert adapters_dir(ComposerSettings().adapters) == Path("adapters")
     monkeypatch.setenv("LIVEKOMP_ADAPTERS", "/srv/styles")
-    assert adapters_dir(ComposerSettings()) == Path("/srv/styles")
-    assert adapters_dir(ComposerSettings(adapters="mine")) == Path("mine")
+    assert adapters_dir() == Path("/srv/styles")
+    assert adapters_dir(ComposerSettings(adapters="mine").adapters) == Path("mine")

@@ -260,7 +260,7 @@ def test_the_rule_based_composer_refuses_every_style(tmp_path, caplog):
     data = {"bars": 4, "cue": [{"bar": 2, "style": "reel"}]}
     with caplog.at_level("WARNING"):
         result = render(tmp_path, data)
-    assert "style 'reel' refused: the rules composer has no style adapters" in caplog.text
+    assert "style 'reel': the rules composer has no style adapters; refused" in caplog.text
     assert result.summary["composer"]["refused_styles"] == {
         "reel": "the rules composer has no style adapters"
     }

@@ -16,7 +16,7 @@ config and the tensors, every tensor is finite and fits the model — and refuse
 
 Live, each loaded style is merged into its own copy of the base weights (`merged`): the melody
 model is 3.8 MB, so a copy per style costs little, a bar in any style costs what a base bar
-costs, switching styles is picking another copy, and peft never runs on the live path. The
+costs, switching styles is picking another copy, and peft runs only while a style loads. The
 unmerged model (`load_adapter`) is what training and the merge parity test use.
 """
 
@@ -130,18 +130,10 @@ class StyleInfo:
         return str(self.description["files"][kind])
 
 
-def style_folder(name: str, adapters_dir: Path) -> Path:
-    """`adapters_dir/NAME`, or NAME itself when it is a path to an adapter folder."""
-    as_path = Path(name)
-    if as_path.is_dir() and (as_path / STYLE_FILE).is_file():
-        return as_path
-    return adapters_dir / check_name(name)
-
-
 def read_style(name: str, adapters_dir: Path) -> StyleInfo:
-    """The description of style `name` (a name under `adapters_dir`, or an adapter folder)."""
+    """The description of style `name`, from `adapters_dir/NAME/style.json`."""
     try:
-        folder = style_folder(name, adapters_dir)
+        folder = adapters_dir / check_name(name)
     except AdapterError as error:
         raise AdapterError(f"style {name!r}: {error}") from None
     path = folder / STYLE_FILE
@@ -167,7 +159,7 @@ def read_style(name: str, adapters_dir: Path) -> StyleInfo:
         table = description.get(key)
         if not isinstance(table, dict) or any(not isinstance(table.get(k), str) for k in targets):
             raise AdapterError(f"{where}: {key} must give a SHA-256 for each target")
-    return StyleInfo(folder.name if folder.parent == adapters_dir else name, folder, description)
+    return StyleInfo(name, folder, description)
 
 
 def list_styles(adapters_dir: Path) -> list[StyleInfo | tuple[str, str]]:

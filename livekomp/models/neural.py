@@ -42,6 +42,7 @@ from livekomp.models.runtime import (
     RuntimeUnavailable,
     TorchTrunk,
     Trunk,
+    export_path,
     onnx_path,
     pick_device,
 )
@@ -509,7 +510,7 @@ def _load_style(
     melody, trunk = adapted["melody"], None
     if "melody" in info.targets:
         sha = f"{info.file_sha('melody')[:16]}-{base_sha['melody'][:16]}"
-        trunk = make_trunk(melody, info.folder / "onnx" / f"melody-{sha}.onnx")
+        trunk = make_trunk(melody, export_path(info.folder, f"melody-{sha}.onnx"))
     return melody, trunk, adapted["groove"]
 
 

@@ -142,7 +142,11 @@ def onnx_path(directory: Path) -> Path:
     """Where the melody trunk's ONNX export lives: beside the checkpoint when that folder is
     writable, else in the user's cache; named by the weights' hash, so new weights export anew."""
     sha = read_description("melody", directory)["sha256"][:16]
-    name = f"melody-{sha}.onnx"
+    return export_path(directory, f"melody-{sha}.onnx")
+
+
+def export_path(directory: Path, name: str) -> Path:
+    """`directory/onnx/name` when that folder is writable, else the user's cache."""
     beside = directory / "onnx"
     try:
         beside.mkdir(exist_ok=True)

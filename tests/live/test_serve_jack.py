@@ -246,3 +246,45 @@ def test_the_neural_composer_plays_live_while_the_pad_sweeps(serve_factory, midi
     }
     assert bars_heard >= set(range(len(summary["bars"]) - 1))  # no bar without music
     assert not hanging_notes(events)
+
+
+def test_a_style_switch_over_osc_is_heard_from_the_next_bar(serve_factory, midi_dump, tmp_path):
+    """A real adapter, fine-tuned here in seconds, loaded at start and switched to over OSC."""
+    from livekomp.models.finetune import FinetuneOptions, finetune
+    from tools.style_corpus import write_corpus
+
+    corpus = write_corpus(tmp_path / "midi", songs=8)
+    options = FinetuneOptions(midi=corpus, name="penta", epochs=3, device="cpu")
+    finetune(options, tmp_path / "adapters", progress=False, say=lambda line: None)
+    dump = midi_dump()
+    serve = serve_factory(
+        "--bpm", "160", "--composer", "neural", "--device", "cpu",
+        "--style", "base", "--style", "penta", "--adapters", str(tmp_path / "adapters"),
+    )  # fmt: skip
+    connect(serve.port_label(), dump.port)
+    serve.wait_for("listening for OSC", timeout_s=90.0)
+    assert "styles loaded: penta; playing base" in serve.log()
+    time.sleep(3.0)  # two bars at 160 BPM
+    oscsend(serve.osc_port, "/livekomp/style", "s", "penta")
+    switched = serve.wait_for("style → penta from bar")
+    time.sleep(3.0)
+    oscsend(serve.osc_port, "/livekomp/style", "s", "no-such-style")  # counted and dropped
+    time.sleep(1.0)
+    assert serve.stop(signal.SIGTERM) == 0
+    time.sleep(0.3)
+    events = dump.events()
+    summary = json.loads(serve.summary_path.read_text())
+    first_styled = int(switched.rsplit("from bar", 1)[1].split()[0])
+    styles = [bar.get("style", "base") for bar in summary["bars"]]
+    assert styles == ["base"] * first_styled + ["penta"] * (len(styles) - first_styled)
+    assert len(styles) > first_styled, "bars played in the new style"
+    assert summary["composer"]["styles"] == ["penta"]
+    assert summary["composer"]["style_switches"] == 1
+    assert summary["styles_dropped"] == 1
+    bars_heard = {
+        int(beat // 4)
+        for beat, _, data in split_by_beat(events)
+        if data[0] & 0xF0 == 0x90 and data[2] > 0
+    }
+    assert bars_heard >= set(range(len(styles) - 1))  # no bar without music, across the switch
+    assert not hanging_notes(events)

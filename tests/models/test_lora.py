@@ -441,3 +441,26 @@ def test_finetune_from_the_command_line_says_what_is_wrong(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert "none of its 1 MIDI files can be used" in err and "a.mid" in err
+
+
+def test_the_onnx_runtime_plays_a_style_as_torch_does(trained):
+    info, _, _ = trained
+    written = {}
+    for runtime in ("torch", "onnx"):
+        composer = load_neural(
+            4,
+            BASE,
+            device="cpu",
+            runtime=runtime,
+            styles=["penta"],
+            adapters_dir=info.folder.parent,
+        )
+        assert composer.styles == ("penta",)
+        bars = []
+        for i in range(4):
+            request = BarRequest(i, 4, TONIC, 0.4, 0.2, style="penta" if i % 2 else "")
+            bar = composer.compose_bar(request)
+            composer.accept(request, bar)
+            bars.append(bar.info["steps"])
+        written[runtime] = bars
+    assert written["onnx"] == written["torch"]
