@@ -63,14 +63,19 @@ def save(model: nn.Module, kind: str, directory: Path, meta: dict[str, Any] | No
     return weights
 
 
+def read_json(path: Path, error: type[Exception], where: str) -> Any:
+    """A JSON file's content; a missing or unreadable one raises `error` saying `where`."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise error(f"{where}: no such file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as problem:
+        raise error(f"{where}: unreadable: {problem}") from None
+
+
 def read_description(kind: str, directory: Path) -> dict[str, Any]:
     path = directory / f"{kind}.json"
-    try:
-        description = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise CheckpointError(f"{path}: unreadable: {error}") from None
+    description = read_json(path, CheckpointError, str(path))
     if not isinstance(description, dict) or description.get("kind") != kind:
         raise CheckpointError(f"{path}: not a {kind} checkpoint description")
     if description.get("format") != FORMAT:

@@ -23,7 +23,6 @@ unmerged model (`load_adapter`) is what training and the merge parity test use.
 from __future__ import annotations
 
 import copy
-import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +34,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from livekomp.models import checkpoint
-from livekomp.models.checkpoint import sha256
+from livekomp.models.checkpoint import read_json, sha256
 from livekomp.models.runtime import export_onnx, onnx_path
 from livekomp.music.phrase import BASE_STYLE, parse_style
 
@@ -140,12 +139,7 @@ def read_style(name: str, adapters_dir: Path) -> StyleInfo:
     where = f"style {name!r} ({path})"
     if not folder.is_dir():
         raise AdapterError(f"style {name!r}: no adapter folder {folder}")
-    try:
-        description = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise AdapterError(f"{where}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise AdapterError(f"{where}: unreadable: {error}") from None
+    description = read_json(path, AdapterError, where)
     if not isinstance(description, dict) or description.get("format") != FORMAT:
         raise AdapterError(f"{where}: not a livekomp style description (format {FORMAT})")
     targets = description.get("targets")
@@ -180,12 +174,7 @@ def list_styles(adapters_dir: Path) -> list[StyleInfo | tuple[str, str]]:
 def _adapter_config(info: StyleInfo, kind: str) -> dict[str, Any]:
     path = info.folder / kind / CONFIG_FILE
     where = f"style {info.name!r}: {path}"
-    try:
-        config = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise AdapterError(f"{where}: no such file") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise AdapterError(f"{where}: unreadable: {error}") from None
+    config = read_json(path, AdapterError, where)
     if not isinstance(config, dict) or config.get("peft_type") != "LORA":
         raise AdapterError(f"{where}: not a peft LoRA adapter config")
     if config.get("r") != info.rank or config.get("lora_alpha") != info.alpha:
