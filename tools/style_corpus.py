@@ -18,13 +18,19 @@ DOTTED = (0.75, 0.25)  # beats: the long-short pair that makes the rhythm
 TICKS_PER_BEAT = 480
 
 
-def tune(rng: random.Random, bars: int = 16) -> list[tuple[float, int, float]]:
-    """(start_beats, pitch, duration_beats) of one tune: a walk on the scale, dotted pairs."""
+TRIPLETS = (1 / 3, 1 / 3, 1 / 3)  # off the sixteenth grid: no groove example comes of them
+
+
+def tune(
+    rng: random.Random, bars: int = 16, rhythm: tuple[float, ...] = DOTTED
+) -> list[tuple[float, int, float]]:
+    """(start_beats, pitch, duration_beats) of one tune: a walk on the scale, in `rhythm` (one
+    beat's note lengths, repeated)."""
     notes = []
     degree = 5 + rng.randrange(5)  # index into three octaves of the scale
     beat = 0.0
     for _ in range(bars * 4):
-        for length in DOTTED:
+        for length in rhythm:
             degree = max(0, min(14, degree + rng.choice((-2, -1, -1, 1, 1, 2))))
             octave, step = divmod(degree, 5)
             notes.append((beat, 48 + TONIC + 12 * octave + PENTATONIC[step], length))
@@ -51,11 +57,13 @@ def write_tune(path: Path, notes: list[tuple[float, int, float]]) -> None:
     midi.save(path)
 
 
-def write_corpus(folder: Path, songs: int = 14, seed: int = 7) -> Path:
+def write_corpus(
+    folder: Path, songs: int = 14, seed: int = 7, rhythm: tuple[float, ...] = DOTTED
+) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rng = random.Random(seed)
     for i in range(songs):
-        write_tune(folder / f"tune{i:02d}.mid", tune(rng))
+        write_tune(folder / f"tune{i:02d}.mid", tune(rng, rhythm=rhythm))
     return folder
 
 

@@ -264,7 +264,15 @@ def finetune(
     folder.mkdir(parents=True)
     try:
         description = _train_and_save(
-            options, checkpoints_dir, stats, train_records, held_records, folder, device, progress
+            options,
+            checkpoints_dir,
+            stats,
+            train_records,
+            held_records,
+            folder,
+            device,
+            progress,
+            say,
         )
         description["data"] = _describe_data(options, train_records, held_records, skipped)
         (folder / lora.STYLE_FILE).write_text(json.dumps(description, indent=2) + "\n")
@@ -286,11 +294,17 @@ def _train_and_save(
     folder: Path,
     device: str,
     progress: bool,
+    say: Callable[[str], None],
 ) -> dict[str, Any]:
+    """Train each target's adapter into `folder`; returns the description for style.json.
+
+    With --target both, a model the folder gives no examples for (a groove needs bars on the
+    sixteenth grid; triplet-only music has none) is left out with a line, and the other trains.
+    """
     description: dict[str, Any] = {
         "format": lora.FORMAT,
         "name": options.name,
-        "targets": list(TARGETS[options.target]),
+        "targets": [],
         "rank": options.rank,
         "alpha": options.alpha,
         "dropout": options.dropout,
@@ -308,10 +322,14 @@ def _train_and_save(
         train = _examples(kind, train_records, stats, context)
         held = _examples(kind, held_records, stats, context)
         if not len(train) or not len(held):
-            raise FinetuneError(
+            problem = (
                 f"too little music for the {kind} adapter: {len(train)} training and "
-                f"{len(held)} held-out examples; add songs"
+                f"{len(held)} held-out examples"
             )
+            if len(TARGETS[options.target]) == 1:
+                raise FinetuneError(f"{problem}; add songs")
+            say(f"{problem}; the {kind} model stays as it is")
+            continue
         peft_model, measured = _train_one(
             kind, base, _to(train, device), _to(held, device), options, device, progress
         )
@@ -320,6 +338,9 @@ def _train_and_save(
         description["files"][kind] = lora.save_adapter(peft_model, folder / kind)
         description["bytes"][kind] = (folder / kind / lora.WEIGHTS_FILE).stat().st_size
         description["training"][kind] = measured
+        description["targets"].append(kind)
+    if not description["targets"]:
+        raise FinetuneError("too little music to adapt any model; add songs")
     return description
 
 

@@ -29,7 +29,7 @@ from livekomp.models.scores import groove_scores, melody_scores
 from livekomp.music.phrase import BarRequest, Part
 from livekomp.rehearsal import rehearse
 from tests.models.conftest import tiny_models
-from tools.style_corpus import DOTTED, TONIC, pentatonic_share, write_corpus
+from tools.style_corpus import DOTTED, TONIC, TRIPLETS, pentatonic_share, write_corpus
 
 BASE = checkpoint.DEFAULT_DIR
 EPOCHS = 20
@@ -464,3 +464,20 @@ def test_the_onnx_runtime_plays_a_style_as_torch_does(trained):
             bars.append(bar.info["steps"])
         written[runtime] = bars
     assert written["onnx"] == written["torch"]
+
+
+def test_a_folder_with_no_groove_to_learn_adapts_the_melody_alone(tmp_path):
+    corpus = write_corpus(tmp_path / "midi", songs=4, rhythm=TRIPLETS)
+    said = []
+    options = FinetuneOptions(midi=corpus, name="triplets", epochs=2, device="cpu")
+    info = finetune(options, tmp_path / "adapters", BASE, progress=False, say=said.append)
+    assert info.targets == ("melody",)
+    assert any("groove model stays as it is" in line for line in said)
+    composer = load_neural(
+        1, BASE, device="cpu", styles=["triplets"], adapters_dir=tmp_path / "adapters"
+    )
+    assert composer.styles == ("triplets",)
+    assert (
+        composer.compose_bar(BarRequest(0, 4, 0, 0.0, 0.0, style="triplets")).info["style"]
+        == "triplets"
+    )
