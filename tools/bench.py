@@ -1011,6 +1011,9 @@ def main(argv: list[str] | None = None) -> int:
     sweep = commands.add_parser("sweep", help="a live run while the XY pad sweeps the plane")
     sweep.add_argument("--minutes", type=float, default=5.0)
     sweep.add_argument("--bpm", type=float, default=120.0)
+    sweep.add_argument("--style", help="also switch between base and this style adapter")
+    sweep.add_argument("--adapters", type=Path, help="the style adapters folder")
+    sweep.add_argument("--switch-every-s", type=float, default=4.3, help="seconds per switch")
     style = commands.add_parser(
         "style", help="style adapters: size, fine-tune time, unmerged vs merged, switching"
     )

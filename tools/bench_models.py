@@ -2,7 +2,7 @@
 
     python tools/bench.py tokens [--context 40] [--new 16] [--repeats 5]
     python tools/bench.py bar [--bars 400]
-    python tools/bench.py sweep [--minutes 5]
+    python tools/bench.py sweep [--minutes 5] [--style NAME --adapters DIR [--switch-every-s 4.3]]
     python tools/bench.py style [--midi DIR] [--songs 14] [--repeats 5] [--bars 200]
 
 `tokens`: the melody trunk's cost per generated note on one CPU thread, writing `new` notes after
@@ -21,7 +21,8 @@ bar against bars in one style.
 
 `sweep`: a real live run. `livekomp serve` plays into JACK while an OSC client sweeps the XY pad
 over the whole valence/arousal plane; afterwards its summary (composer outcomes, budget misses,
-fresh latency) and its recording (bars without a note) are read back.
+fresh latency) and its recording (bars without a note) are read back. With --style, the run
+also switches between the base models and that style every few seconds over OSC.
 """
 
 from __future__ import annotations
@@ -140,8 +141,17 @@ def bench_bar(checkpoints: Path, bars: int = 400) -> dict:
     return result
 
 
-def bench_sweep(minutes: float, bpm: float = 120.0, checkpoints: Path | None = None) -> dict:
-    """A live run with the XY pad sweeping the plane; see the module docstring."""
+def bench_sweep(
+    minutes: float,
+    bpm: float = 120.0,
+    checkpoints: Path | None = None,
+    style: str | None = None,
+    adapters: Path | None = None,
+    switch_every_s: float = 4.3,
+) -> dict:
+    """A live run with the XY pad sweeping the plane; see the module docstring. With `style`,
+    the run also switches between the base models and that style every `switch_every_s` seconds
+    (a period that drifts against the bar line), as a performer would per scene."""
     import signal
     import socket
     import subprocess
@@ -175,6 +185,11 @@ def bench_sweep(minutes: float, bpm: float = 120.0, checkpoints: Path | None = N
     ]
     if checkpoints is not None:
         command += ["--checkpoints", str(checkpoints)]
+    if style is not None:
+        command += ["--style", "base", "--style", style]
+        if adapters is not None:
+            command += ["--adapters", str(adapters)]
+    switches = 0
     with (folder / "serve.log").open("w") as log:
         serve = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         try:
@@ -195,6 +210,9 @@ def bench_sweep(minutes: float, bpm: float = 120.0, checkpoints: Path | None = N
                 y = 0.5 + 0.5 * math.sin(2 * math.pi * t / 23.0 + 1.0)
                 client.send_message("/livekomp/xy", [x, y])
                 sent += 1
+                if style is not None and t >= (switches + 1) * switch_every_s:
+                    switches += 1
+                    client.send_message("/livekomp/style", [style if switches % 2 else "base"])
                 time.sleep(0.05)
         finally:
             serve.send_signal(signal.SIGINT)
@@ -211,7 +229,7 @@ def bench_sweep(minutes: float, bpm: float = 120.0, checkpoints: Path | None = N
                 bars_with_notes.add(int(tick / midi.ticks_per_beat // beats_per_bar))
     played = summary["totals"]["bars"] if "totals" in summary else None
     silent = [b for b in range(max(bars_with_notes, default=-1) + 1) if b not in bars_with_notes]
-    return {
+    result = {
         "minutes": minutes,
         "bpm": bpm,
         "xy_messages": sent,
@@ -220,6 +238,10 @@ def bench_sweep(minutes: float, bpm: float = 120.0, checkpoints: Path | None = N
         "composer": summary.get("composer"),
         "folder": str(folder),
     }
+    if style is not None:
+        result["style_messages"] = switches
+        result["bars_by_style"] = summary["totals"].get("bars_by_style")
+    return result
 
 
 def bench_style(
@@ -350,4 +372,11 @@ def main(command: str, args) -> dict:
         return bench_bar(checkpoints, args.bars)
     if command == "style":
         return bench_style(checkpoints, args.midi, args.songs, args.repeats, args.bars)
-    return bench_sweep(args.minutes, args.bpm, Path(args.checkpoints) if args.checkpoints else None)
+    return bench_sweep(
+        args.minutes,
+        args.bpm,
+        Path(args.checkpoints) if args.checkpoints else None,
+        args.style,
+        args.adapters,
+        args.switch_every_s,
+    )
