@@ -180,13 +180,16 @@ def _composer_settings(args: argparse.Namespace) -> ComposerSettings:
 
 def _style(args: argparse.Namespace) -> str:
     """The `--style` of rehearse and generate, as a `BarRequest.style` ("" for base)."""
+    return "" if args.style is None else _checked_style(args.style)
+
+
+def _checked_style(name: str) -> str:
+    """A `--style` value as a `BarRequest.style` ("" for base); a bad name is a ConfigError."""
     from livekomp.config import ConfigError
     from livekomp.music.phrase import parse_style
 
-    if args.style is None:
-        return ""
     try:
-        return parse_style(args.style)
+        return parse_style(name)
     except ValueError as exc:
         raise ConfigError(f"--style: {exc}") from None
 
@@ -344,6 +347,13 @@ def _parser() -> argparse.ArgumentParser:
         help="mapping file or preset name (repeatable; default: touchosc)",
     )
     layout.add_argument("--out", type=Path, required=True, help="the .tosc file to write")
+    layout.add_argument(
+        "--style",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a style button (repeatable; the names serve --style loads; base is always there)",
+    )
 
     learn = commands.add_parser(
         "learn", help="MIDI learn: move each control when asked; writes a mapping file"
@@ -575,7 +585,8 @@ def _run_layout(args: argparse.Namespace) -> int:
     from livekomp.touchosc import write_layout
 
     mapping = load_mapping(args.mapping or ["touchosc"])
-    layout = write_layout(mapping, args.out)
+    styles = [style for style in map(_checked_style, args.style) if style]
+    layout = write_layout(mapping, args.out, styles)
     controls = sum(len(names) for names in layout.controls.values())
     print(f"wrote {args.out}: {controls} controls for {len(layout.controls)} OSC addresses")
     for address, why in layout.skipped.items():

@@ -14,8 +14,9 @@ From the mapping's OSC routes:
 - a `scene` text argument → one button per name in `SCENE_BUTTONS`;
 - `say` takes free text, which a TouchOSC surface cannot type: it is reported, not laid out
   (the spoken line shows in a feedback label);
-- `style` names the adapters `serve` loads, unknown when the layout is made: reported, not
-  laid out.
+- a `style` text argument → one button per style given (`livekomp layout --style NAME ...`,
+  the names `serve --style` loads) plus `base`, beside the transport buttons; with no names given
+  it is reported, not laid out.
 
 Labels for the feedback the server sends (`livekomp.outputs.osc`) fill the last row. The XY
 pad and the faders also receive on their own addresses, so they follow the server's feedback.
@@ -26,11 +27,13 @@ from __future__ import annotations
 import uuid
 import xml.etree.ElementTree as ET
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from livekomp.inputs.events import Param
 from livekomp.inputs.mapping import ArgRoute, Mapping
+from livekomp.music.phrase import BASE_STYLE
 from livekomp.outputs.osc import FEEDBACK_PREFIX
 
 MOOD_BUTTONS = ("grief", "sad", "tender", "calm", "hopeful", "joy", "excited", "anger")
@@ -42,6 +45,7 @@ FEEDBACK_LABELS = (
     "bar",
     "beat",
     "scene",
+    "style",
     "line",
     "composer/fresh",
     "composer/fallbacks",
@@ -60,6 +64,7 @@ COLOURS: dict[str, Colour] = {
     "panic": (0.95, 0.25, 0.20, 1.0),
     "mood": (0.65, 0.45, 0.90, 1.0),
     "scene": (0.40, 0.70, 0.70, 1.0),
+    "style": (0.85, 0.55, 0.70, 1.0),
     "label": (0.15, 0.15, 0.15, 1.0),
 }
 
@@ -169,8 +174,23 @@ def _label(name: str, frame: Frame, text: str, address: str | None) -> ET.Elemen
     return node
 
 
-def build_layout(mapping: Mapping) -> Layout:
-    """Lay out every OSC route of `mapping` (see the module doc)."""
+def _text_button(route_address: str, name: str, word: str, frame: Frame, colour: Colour):
+    """A button that sends `word` to `route_address` when pressed."""
+    node = _node("BUTTON", name, frame, colour)
+    _values(node, {"x": 0, "touch": 0})
+    _osc(
+        node,
+        route_address,
+        [("CONSTANT", "STRING", word, 0, 1)],
+        receive=False,
+        triggers=(("x", "RISE"),),
+    )
+    return node
+
+
+def build_layout(mapping: Mapping, styles: Sequence[str] = ()) -> Layout:
+    """Lay out every OSC route of `mapping` (see the module doc); `styles` names the style
+    buttons."""
     root = ET.Element("lexml", version="3")
     group = _node("GROUP", "livekomp", (0, 0, WIDTH, HEIGHT), (0.0, 0.0, 0.0, 1.0))
     ET.SubElement(group, "values")
@@ -228,29 +248,29 @@ def build_layout(mapping: Mapping) -> Layout:
     row_y = 580
     for route in texts:
         target = route.args[0].target
+        if target is Param.STYLE and styles:
+            # Right of the transport buttons, where the row has room: base, then each style.
+            names = (BASE_STYLE, *styles)
+            left = 20 + len(triggers) * 150
+            width = (WIDTH - 20 - left) // len(names) - 6
+            for i, word in enumerate(names):
+                frame = (left + i * (width + 6), 480, width, 80)
+                node = _text_button(route.address, f"style {word}", word, frame, COLOURS["style"])
+                add(route.address, node)
+            continue
         words = {Param.MOOD: MOOD_BUTTONS, Param.SCENE: SCENE_BUTTONS}.get(target)
         if words is None:
             layout.skipped[route.address] = (
-                "the style names are those serve loads, unknown here"
+                "no style names given (livekomp layout touchosc --style NAME ...)"
                 if target is Param.STYLE
                 else f"{target.value} takes free text, which a TouchOSC surface cannot type"
             )
             continue
         width = (WIDTH - 40) // len(words) - 6
         for i, word in enumerate(words):
-            node = _node(
-                "BUTTON",
-                f"{target.value} {word}",
-                (20 + i * (width + 6), row_y, width, 60),
-                COLOURS[target.value],
-            )
-            _values(node, {"x": 0, "touch": 0})
-            _osc(
-                node,
-                route.address,
-                [("CONSTANT", "STRING", word, 0, 1)],
-                receive=False,
-                triggers=(("x", "RISE"),),
+            frame = (20 + i * (width + 6), row_y, width, 60)
+            node = _text_button(
+                route.address, f"{target.value} {word}", word, frame, COLOURS[target.value]
             )
             add(route.address, node)
         row_y += 66
@@ -267,8 +287,8 @@ def build_layout(mapping: Mapping) -> Layout:
     return layout
 
 
-def write_layout(mapping: Mapping, path: str | Path) -> Layout:
-    layout = build_layout(mapping)
+def write_layout(mapping: Mapping, path: str | Path, styles: Sequence[str] = ()) -> Layout:
+    layout = build_layout(mapping, styles)
     Path(path).write_bytes(layout.to_bytes())
     return layout
 

@@ -6,6 +6,7 @@ import pytest
 from pythonosc.osc_message_builder import OscMessageBuilder
 
 from livekomp.cli import main
+from livekomp.inputs.events import Param
 from livekomp.inputs.mapping import load_mapping
 from livekomp.inputs.osc import events_from_osc
 from livekomp.inputs.stats import InputStats
@@ -40,7 +41,7 @@ def test_the_layout_parses_back_with_every_mapped_control(tmp_path, capsys, pres
     assert main(["layout", "touchosc", *args, "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "not laid out: /livekomp/say" in printed
-    assert "not laid out: /livekomp/style: the style names are those serve loads" in printed
+    assert "not laid out: /livekomp/style: no style names given" in printed
 
     root = read_layout(out)
     assert root.tag == "lexml" and root[0].get("type") == "GROUP"
@@ -82,3 +83,27 @@ def test_a_mapping_with_other_ranges_changes_the_controls(tmp_path):
     (fader,) = osc_addresses(read_layout(out))["/my/tempo"]
     partial = fader.find("messages/osc/arguments/partial")
     assert (partial.findtext("scaleMin"), partial.findtext("scaleMax")) == ("60", "180")
+
+
+def test_style_buttons_send_the_names_serve_loads(tmp_path, capsys):
+    out = tmp_path / "styles.tosc"
+    styles = ["--style", "ballads", "--style", "reels"]
+    assert main(["layout", "touchosc", *styles, "--out", str(out)]) == 0
+    assert "/livekomp/style" not in capsys.readouterr().out  # laid out, not reported
+    buttons = osc_addresses(read_layout(out))["/livekomp/style"]
+    mapping = load_mapping(["touchosc"])
+    stats = InputStats()
+    sent = [
+        timed.event
+        for node in buttons
+        for datagram in messages_a_control_sends(node)
+        for timed in events_from_osc(mapping, datagram, stats)
+    ]
+    assert list(dict.fromkeys((e.param, e.value) for e in sent)) == [
+        (Param.STYLE, "base"),
+        (Param.STYLE, "ballads"),
+        (Param.STYLE, "reels"),
+    ]
+    frames = [node.findtext("properties/property[key='frame']/value/x") for node in buttons]
+    assert len(set(frames)) == 3  # side by side
+    assert main(["layout", "touchosc", "--style", "no good", "--out", str(out)]) == 2
