@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import time
 from pathlib import Path
 
@@ -241,7 +242,37 @@ def bench_sweep(
     if style is not None:
         result["style_messages"] = switches
         result["bars_by_style"] = summary["totals"].get("bars_by_style")
+        result["switch_heard_after_s"] = _switch_delays((folder / "serve.log").read_text(), bpm)
     return result
+
+
+def _switch_delays(log: str, bpm: float, lookahead_beats: float = 1.0) -> dict:
+    """Seconds from each style switch (the router's "style → X from bar N" line) to bar N's first
+    beat, read off the serve log's timestamps: bar N is logged when it is planned,
+    `lookahead_beats` before it sounds."""
+    from datetime import datetime
+
+    def when(line: str) -> float:
+        return datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+    planned: dict[int, float] = {}
+    switched: list[tuple[int, float]] = []
+    for line in log.splitlines():
+        if match := re.search(r"livekomp: bar +(\d+) \|", line):  # app._log_bar
+            planned.setdefault(int(match.group(1)), when(line))
+        elif match := re.search(r"style → \S+ from bar (\d+)", line):
+            switched.append((int(match.group(1)), when(line)))
+    delays = sorted(
+        planned[bar] - at + lookahead_beats * 60.0 / bpm for bar, at in switched if bar in planned
+    )
+    if not delays:
+        return {}
+    return {
+        "count": len(delays),
+        "min": round(delays[0], 3),
+        "p50": round(delays[len(delays) // 2], 3),
+        "max": round(delays[-1], 3),
+    }
 
 
 def bench_style(
