@@ -333,6 +333,11 @@ def _train_and_save(
         peft_model, measured = _train_one(
             kind, base, _to(train, device), _to(held, device), options, device, progress
         )
+        if measured["best_epoch"] == 0:
+            say(
+                f"no epoch predicted the held-out songs better than the base {kind} model; its "
+                "adapter is saved at zero and plays as the base does"
+            )
         peft_model.cpu()
         description["base"][kind] = checkpoint.read_description(kind, checkpoints_dir)["sha256"]
         description["files"][kind] = lora.save_adapter(peft_model, folder / kind)

@@ -481,3 +481,22 @@ def test_a_folder_with_no_groove_to_learn_adapts_the_melody_alone(tmp_path):
         composer.compose_bar(BarRequest(0, 4, 0, 0.0, 0.0, style="triplets")).info["style"]
         == "triplets"
     )
+
+
+def test_an_adapter_that_never_beats_the_base_says_so_and_plays_as_the_base(tmp_path):
+    corpus = write_corpus(tmp_path / "midi", songs=4)
+    said = []
+    options = FinetuneOptions(
+        midi=corpus, name="idle", target="melody", epochs=1, learning_rate=0.0, device="cpu"
+    )
+    info = finetune(options, tmp_path / "adapters", BASE, progress=False, say=said.append)
+    facts = info.description["training"]["melody"]
+    assert facts["best_epoch"] == 0
+    assert facts["held_out"]["adapted"] == facts["held_out"]["base"]
+    assert any("saved at zero and plays as the base" in line for line in said)
+    base = checkpoint.load("melody", BASE)
+    merged = lora.merged(info, "melody", base, base_sha("melody"))
+    for (name, a), (_, b) in zip(
+        base.state_dict().items(), merged.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
