@@ -254,9 +254,8 @@ class NeuralComposer:
     def add_style(
         self, name: str, melody: MelodyTransformer, trunk: Trunk, groove: GroovePredictor
     ) -> None:
-        """Play requests for `name` with these models (from then on; call before playing)."""
-        writer = MelodyWriter(melody, trunk, self.sampling)
-        self._styles = {**self._styles, name: Style(writer, groove.cpu().eval())}
+        """Play requests for `name` with these models (call before playing)."""
+        self._styles[name] = Style(MelodyWriter(melody, trunk, self.sampling), groove.cpu().eval())
 
     def warm_up(self) -> None:
         """One bar through every model of every style, so the first real request (and the
@@ -497,7 +496,7 @@ def _load_style(
     adapters_dir: Path,
     base: dict[str, torch.nn.Module],
     base_sha: dict[str, str],
-    make_trunk: Callable[[MelodyTransformer, Path], Trunk],
+    make_trunk: Callable[[MelodyTransformer, Callable[[], Path]], Trunk],
 ) -> tuple[MelodyTransformer, Trunk | None, GroovePredictor]:
     """A style's merged melody model with its trunk, and its (merged or base) groove."""
     info = lora.read_style(name, adapters_dir)
@@ -510,7 +509,7 @@ def _load_style(
     melody, trunk = adapted["melody"], None
     if "melody" in info.targets:
         sha = f"{info.file_sha('melody')[:16]}-{base_sha['melody'][:16]}"
-        trunk = make_trunk(melody, export_path(info.folder, f"melody-{sha}.onnx"))
+        trunk = make_trunk(melody, lambda: export_path(info.folder, f"melody-{sha}.onnx"))
     return melody, trunk, adapted["groove"]
 
 
@@ -538,12 +537,14 @@ def load_neural(
     harmony = checkpoint.load("harmony", directory)
     groove = checkpoint.load("groove", directory)
 
-    def make_trunk(model: MelodyTransformer, onnx: Path) -> Trunk:
+    def make_trunk(model: MelodyTransformer, onnx: Callable[[], Path]) -> Trunk:
+        """The runtime's trunk; `onnx` says where the export lives (the onnx runtime only: it
+        makes that folder)."""
         if runtime == "onnx":
-            return OnnxTrunk(model, onnx, threads=threads)
+            return OnnxTrunk(model, onnx(), threads=threads)
         return TorchTrunk(model, chosen, quantize=quantize)
 
-    trunk = make_trunk(melody, onnx_path(directory))
+    trunk = make_trunk(melody, lambda: onnx_path(directory))
     composer = NeuralComposer(melody, harmony, groove, trunk, seed)
     base = {"melody": melody, "groove": groove}
     base_sha = {kind: checkpoint.read_description(kind, directory)["sha256"] for kind in base}
