@@ -43,13 +43,13 @@ STYLE_FILE = "style.json"
 CARD_FILE = "CARD.md"
 WEIGHTS_FILE = "adapter_model.safetensors"
 CONFIG_FILE = "adapter_config.json"
-KINDS = ("melody", "groove")
-# The modules each model's adapter may touch: the melody model's attention projections, and all
-# three linear layers of the groove predictor (a small MLP with no attention).
+# The models an adapter may bend, and the modules it may touch in each: the melody model's
+# attention projections, and all three linear layers of the groove predictor (an MLP).
 TARGET_MODULES: dict[str, tuple[str, ...]] = {
     "melody": ("q_proj", "k_proj", "v_proj", "o_proj"),
     "groove": ("net.0", "net.3", "net.5"),
 }
+KINDS = tuple(TARGET_MODULES)
 
 
 class AdapterError(Exception):
@@ -67,14 +67,17 @@ def check_name(name: str) -> str:
     return style
 
 
-def lora_config(kind: str, rank: int, alpha: float, dropout: float = 0.0):
+def lora_config(
+    kind: str, rank: int, alpha: float, dropout: float = 0.0, modules: list[str] | None = None
+):
+    """peft's config for a `kind` adapter on `modules` (default: all it may touch)."""
     from peft import LoraConfig  # imported late: a run without styles never pays for peft
 
     return LoraConfig(
         r=rank,
         lora_alpha=alpha,
         lora_dropout=dropout,
-        target_modules=list(TARGET_MODULES[kind]),
+        target_modules=modules or list(TARGET_MODULES[kind]),
         bias="none",
     )
 
@@ -251,8 +254,7 @@ def load_adapter(info: StyleInfo, kind: str, base: nn.Module, base_sha: str):
 
     config = _adapter_config(info, kind)
     tensors = _read_tensors(info, kind, base_sha)
-    lora = lora_config(kind, info.rank, info.alpha)
-    lora.target_modules = set(config["target_modules"])
+    lora = lora_config(kind, info.rank, info.alpha, modules=list(config["target_modules"]))
     model = get_peft_model(copy.deepcopy(base), lora)
     _check_fits(info, kind, tensors, get_peft_model_state_dict(model))
     set_peft_model_state_dict(model, tensors)
@@ -266,10 +268,6 @@ def merged(info: StyleInfo, kind: str, base: nn.Module, base_sha: str) -> nn.Mod
         if not torch.isfinite(parameter).all():
             raise AdapterError(f"style {info.name!r}: merging gave non-finite {kind} {name}")
     return model.eval()
-
-
-def size_bytes(info: StyleInfo) -> int:
-    return sum((info.folder / kind / WEIGHTS_FILE).stat().st_size for kind in info.targets)
 
 
 def merge_style(info: StyleInfo, checkpoints_dir: Path, out: Path) -> dict[str, Path]:
