@@ -653,11 +653,8 @@ def _adapters_dir(args: argparse.Namespace) -> Path:
 
 
 def _run_finetune(args: argparse.Namespace) -> int:
-    from livekomp.models.checkpoint import DEFAULT_DIR, CheckpointError
-    from livekomp.models.finetune import FinetuneError, FinetuneOptions, finetune
-    from livekomp.models.lora import AdapterError
-    from livekomp.models.midi_import import MidiImportError
-    from livekomp.models.runtime import RuntimeUnavailable
+    from livekomp.models.checkpoint import DEFAULT_DIR
+    from livekomp.models.finetune import FinetuneOptions, finetune
 
     options = FinetuneOptions(
         midi=args.midi,
@@ -671,11 +668,7 @@ def _run_finetune(args: argparse.Namespace) -> int:
         seed=args.seed,
         force=args.force,
     )
-    try:
-        info = finetune(options, _adapters_dir(args), args.checkpoints or DEFAULT_DIR)
-    except (FinetuneError, AdapterError, MidiImportError, CheckpointError, RuntimeUnavailable) as e:
-        print(f"livekomp: error: {e}", file=sys.stderr)
-        return 2
+    info = finetune(options, _adapters_dir(args), args.checkpoints or DEFAULT_DIR)
     print(f"style {info.name!r} saved in {info.folder}")
     for kind, facts in info.description["training"].items():
         held = facts["held_out"]
@@ -694,12 +687,8 @@ def _run_adapters(args: argparse.Namespace) -> int:
     adapters_dir = _adapters_dir(args)
     checkpoints_dir = args.checkpoints or checkpoint.DEFAULT_DIR
     if args.adapters_command == "merge":
-        try:
-            info = lora.read_style(args.name, adapters_dir)
-            written = lora.merge_style(info, checkpoints_dir, args.out)
-        except (lora.AdapterError, checkpoint.CheckpointError) as error:
-            print(f"livekomp: error: {error}", file=sys.stderr)
-            return 2
+        info = lora.read_style(args.name, adapters_dir)
+        written = lora.merge_style(info, checkpoints_dir, args.out)
         for kind, path in written.items():
             print(f"  {kind}: {path}")
         if "onnx" not in written and "melody" in info.targets:
@@ -771,6 +760,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+MODEL_ERRORS = (
+    ("livekomp.models.checkpoint", "CheckpointError"),
+    ("livekomp.models.runtime", "RuntimeUnavailable"),
+    ("livekomp.models.lora", "AdapterError"),
+    ("livekomp.models.finetune", "FinetuneError"),
+    ("livekomp.models.midi_import", "MidiImportError"),
+)
+
+
 def _user_problems(exc: BaseException) -> list[str] | None:
     """The messages of errors a user can fix (bad file, busy port, missing JACK), or None if
     `exc` holds anything else, which is a bug and keeps its traceback."""
@@ -794,6 +792,12 @@ def _user_problems(exc: BaseException) -> list[str] | None:
         LinesError,
         AudioError,
     )
+    # The model commands' errors: their modules import torch, so each is looked up only once its
+    # module is loaded (no exception of a class exists before its module is imported).
+    for module, name in MODEL_ERRORS:
+        error_type = getattr(sys.modules.get(module), name, None)
+        if error_type is not None:
+            user_errors += (error_type,)
     if isinstance(exc, BaseExceptionGroup):
         found = [_user_problems(inner) for inner in exc.exceptions]
         if any(problems is None for problems in found):
