@@ -118,25 +118,33 @@ def bench_tokens(checkpoints: Path, context: int = 40, new: int = 16, repeats: i
     return result
 
 
+def _time_bars(composer, bars: int, style_of=lambda index: "") -> tuple[dict, int]:
+    """Compose `bars` bars as the live service asks for them, the mood on a Lissajous sweep of
+    the plane; returns the compose times (the first 10 bars, filling the context, left out) and
+    the notes written."""
+    from livekomp.music.phrase import BarRequest
+
+    times_s, notes = [], 0
+    for index in range(bars):
+        angle = 2 * math.pi * index / 64
+        request = BarRequest(
+            index, 4, 2, math.cos(angle), math.sin(1.5 * angle + 0.3), style=style_of(index)
+        )
+        started = time.perf_counter()
+        bar = composer.compose_bar(request)
+        times_s.append(time.perf_counter() - started)
+        composer.accept(request, bar)
+        notes += sum(len(n) for n in bar.parts.values())
+    return summarize_ms(times_s[10:]), notes
+
+
 def bench_bar(checkpoints: Path, bars: int = 400) -> dict:
     from livekomp.models.neural import load_neural
-    from livekomp.music.phrase import BarRequest
 
     result: dict[str, object] = {"bars": bars, "threads": 1}
     for runtime, int8 in (("torch", False), ("torch", True), ("onnx", False)):
         composer = load_neural(0, checkpoints, device="cpu", runtime=runtime, quantize=int8)
-        times_s, notes = [], 0
-        for index in range(bars):
-            angle = 2 * math.pi * index / 64
-            request = BarRequest(
-                index, 4, 2, math.cos(angle), math.sin(1.5 * angle + 0.3)
-            )  # a Lissajous sweep of the plane
-            started = time.perf_counter()
-            bar = composer.compose_bar(request)
-            times_s.append(time.perf_counter() - started)
-            composer.accept(request, bar)
-            notes += sum(len(n) for n in bar.parts.values())
-        entry = summarize_ms(times_s[10:])  # the first bars fill the context
+        entry, notes = _time_bars(composer, bars)
         entry["notes_per_bar"] = round(notes / bars, 2)
         result[composer.runtime] = entry
     return result
@@ -293,7 +301,6 @@ def bench_style(
     from livekomp.models.finetune import FinetuneOptions, finetune
     from livekomp.models.neural import load_neural
     from livekomp.models.runtime import TorchTrunk
-    from livekomp.music.phrase import BarRequest
 
     torch.set_num_threads(1)
     result: dict[str, object] = {"threads": 1}
@@ -372,24 +379,13 @@ def bench_style(
         styled_s = time.perf_counter() - started
         del plain
 
-        def run(style_of) -> dict:
-            times = []
-            for index in range(bars):
-                angle = 2 * math.pi * index / 64
-                request = BarRequest(
-                    index, 4, 2, math.cos(angle), math.sin(1.5 * angle + 0.3), style=style_of(index)
-                )
-                began = time.perf_counter()
-                bar = composer.compose_bar(request)
-                times.append(time.perf_counter() - began)
-                composer.accept(request, bar)
-            return summarize_ms(times[10:])
-
         result["switch"] = {
             "load_ms_base": round(plain_s * 1e3, 1),
             "load_ms_base_plus_style": round(styled_s * 1e3, 1),
-            "bar_ms_one_style": run(lambda index: "bench"),
-            "bar_ms_switching_every_bar": run(lambda index: "bench" if index % 2 else ""),
+            "bar_ms_one_style": _time_bars(composer, bars, lambda index: "bench")[0],
+            "bar_ms_switching_every_bar": _time_bars(
+                composer, bars, lambda index: "bench" if index % 2 else ""
+            )[0],
         }
     return result
 
