@@ -158,18 +158,13 @@ async def run_learn(
 ) -> list[Learned]:
     """Open the controller's port, learn, write `out` (checked by loading it back). Nothing
     learned: nothing written."""
-    from livekomp.inputs.midi import close_input, open_input
+    from livekomp.midiports import StampedInput, close_input, open_input, serve_stamped_input
 
-    token = trio.lowlevel.current_trio_token()
     send, receive = trio.open_memory_channel[bytes](1024)
 
-    def enqueue(message: bytes) -> None:  # trio thread
+    def enqueue(message: bytes, _t_s: float) -> None:
         with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
             send.send_nowait(message)  # a flood while nobody learns is dropped
-
-    def on_message(event: tuple[list[int], float], _data: object) -> None:  # rtmidi's thread
-        with contextlib.suppress(trio.RunFinishedError):
-            token.run_sync_soon(enqueue, bytes(event[0]))
 
     midi_in, opened = await trio.to_thread.run_sync(open_input, port_name, api, "learn in")
     log.info("MIDI learn: listening on %s", opened)
@@ -187,8 +182,8 @@ async def run_learn(
             current["skip"].set()
 
     try:
-        midi_in.set_callback(on_message)
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve_stamped_input, StampedInput(midi_in), enqueue)
             nursery.start_soon(read_stdin)
             learned = await learn_controls(receive, params, skip=skip, timeout_s=timeout_s)
             nursery.cancel_scope.cancel()

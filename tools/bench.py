@@ -442,10 +442,10 @@ def bench_follow(
     """A JACK MIDI clock master (a peer in this process) plays `bars_each` bars at each tempo in
     turn; `livekomp serve --clock midi` follows it while jack_midi_dump hears both.
 
-    Measured: (1) in this process, a `TickFilter` fed by a JACK input stamped in the MIDI
-    callback, as the server's is: the tempo error one bar after each start or jump, and how
-    many beats after a jump the tempo stays within 0.1 BPM; (2) from the dump (one JACK frame
-    counter for both): the phase error of every livekomp note-on against the master's tick on
+    Measured: (1) in this process, a `TickFilter` fed by a polled JACK input stamped from
+    rtmidi's delta times, as the server's is: the tempo error one bar after each start or jump,
+    and how many beats after a jump the tempo stays within 0.1 BPM; (2) from the dump (one JACK
+    frame counter for both): the phase error of every livekomp note-on against the master's tick on
     the same sixteenth, outside the first beat after each jump (p50/p99/max of |error|, and the
     mean signed error, the constant part a `--nudge-ms` would take away). Needs a running JACK
     server; JACK delivers at period boundaries, so the period (jack_bufsize) bounds resolution.
@@ -455,20 +455,28 @@ def bench_follow(
 
     import rtmidi
 
-    from livekomp.timing.follow import TickFilter
+    from livekomp.midiports import POLL_S, StampedInput, open_input
+    from livekomp.timing.follow import CLOCK_IGNORE, TickFilter
     from tests.live.peers import ClockMaster, MidiDump, Serve, connect, master_beats
     from tests.live.test_follow_jack import note_positions, phase_errors_ms
 
     bufsize = subprocess.run(["jack_bufsize"], capture_output=True, text=True).stdout.split()
     folder = Path(tempfile.mkdtemp(prefix="livekomp-bench-follow-"))
     master = ClockMaster(f"lkbm{os.getpid()}", jitter_s=jitter_ms * 1e-3, seed=7)
-    listener = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=f"lkbl{os.getpid()}")
-    listener.open_virtual_port("in")
-    listener.ignore_types(timing=False)
-    stamps: list[float] = []
-    listener.set_callback(
-        lambda event, _: stamps.append(time.perf_counter()) if event[0][0] == 0xF8 else None
+    listener, _ = open_input(
+        None, rtmidi.API_UNIX_JACK, "in", client_name=f"lkbl{os.getpid()}", ignore=CLOCK_IGNORE
     )
+    reader = StampedInput(listener)
+    stamps: list[float] = []
+    stop_polling = threading.Event()
+
+    def poll() -> None:  # the server polls from trio; a thread does the same here
+        while not stop_polling.is_set():
+            stamps.extend(t_s for message, t_s in reader.read() if message == b"\xf8")
+            time.sleep(POLL_S)
+
+    poller = threading.Thread(target=poll, daemon=True)
+    poller.start()
     dump = MidiDump(folder, f"lkbd{os.getpid()}")
     args = ["--clock", "midi", "--midi-clock-in", master.port, "--nudge-ms", str(nudge_ms)]
     serve = Serve(folder, *args)
@@ -490,6 +498,8 @@ def bench_follow(
         serve.kill()
         dump.close()
         master.close()
+        stop_polling.set()
+        poller.join()
         listener.delete()
 
     # (1) the filter, on what a JACK input hears

@@ -7,13 +7,17 @@ averages out. It tells a late tick, a dropped tick and a tempo change apart:
 
 - while a line is new (fewer than `acquire_ticks` on it) every tick counts once and is fitted;
 - then a tick further than `tolerance_ticks` from where the line expects it is a *suspect*:
-  counted, but not fitted (a single late tick changes nothing);
-- a gap of about two ticks counts as a dropped tick (+2), but only once the next tick comes one
-  tick later, on the line again; a late tick, once the next one is back on the line. Anything
-  else — `jump_after` suspects in a row, two and then a tick near the line, a "dropped" tick
-  followed by a gap that is not one tick — means the master changed tempo: the line is fitted
-  afresh from that run, each of its ticks counted once (and a drop inferred just before is taken
-  back: it was the change's first tick, late).
+  not fitted, and its count is provisional (a single late tick changes nothing);
+- a tick back on the line with every suspect before it counted once means they were late: one
+  late tick, or a burst of them (the transport or the machine stalled, then delivered the held
+  ticks together). Ticks are matched to the line in order, so a tick held up by a whole period
+  is never taken for a dropped one;
+- a dropped tick is believed only when two ticks in a row, one period apart, sit on the line
+  one (or more) ticks further on;
+- `jump_after` suspects in a row that came a period apart from each other (not bunched, as a
+  burst is) mean the master changed tempo: the line is fitted afresh from that run, each of its
+  ticks counted once (and a drop inferred just before is taken back: it was the change's first
+  tick, late).
 
 `MidiClockFollower` adds the transport (Start, Stop, Continue, Song Position Pointer) and drives a
 `MasterClock`: at every fitted tick it re-anchors the clock's tempo map at that tick's beat, so
@@ -25,7 +29,7 @@ the log and stops the transport (which releases every note) until the master sta
 
 from __future__ import annotations
 
-import contextlib
+import itertools
 import logging
 import math
 import time
@@ -37,8 +41,14 @@ from functools import partial
 import rtmidi
 import trio
 
-from livekomp.inputs.midi import close_input, keep_input_open, open_input
-from livekomp.midiports import CLIENT_NAME
+from livekomp.midiports import (
+    CLIENT_NAME,
+    StampedInput,
+    close_input,
+    keep_input_open,
+    open_input,
+    serve_stamped_input,
+)
 from livekomp.music import messages
 from livekomp.timing.clock import MAX_BPM, MIN_BPM, MasterClock
 
@@ -53,6 +63,8 @@ REANCHOR_S = 20e-6
 RECOUNT_TICKS = 6
 # A gap this long means the clock was gone (not a dropped tick): the fit starts afresh.
 RESET_GAP_S = 1.0
+# Suspects whose smallest gap is under this share of their mean gap came in a burst.
+BURST_GAP_RATIO = 0.4
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,56 +149,65 @@ class TickFilter:
             return self._fit_at(self.count, t_s)
         origin_s, period_s = line
         position = (t_s - origin_s) / period_s
-        step = max(1, round(position) - self.count)
-        count = self.count + step
-        off_line = abs(position - count) > self.config.tolerance_ticks
-        if step == 1 and not off_line and self._suspects and not self._glitch_explains(t_s):
-            # Back near the line, but not the way a late or a dropped tick comes back: a tempo
-            # change that happened to land one tick near the old line.
-            self._suspects.append((count, t_s))
-            self._restart_from_suspects()
-        elif step == 1 and not off_line:
-            self._confirm_suspects()
-            self.count = count
-            self._window.append((count, t_s))
-            while self._window[-1][0] - self._window[0][0] >= self.config.window_ticks:
-                self._window.popleft()
-            self._refit()
-        else:
-            self.count = count
-            self._suspects.append((count, t_s))
-            if len(self._suspects) < self.config.jump_after:
-                return replace(self._fit_at(count, t_s), on_line=False)
-            self._restart_from_suspects()
+        tolerance = self.config.tolerance_ticks
+        # Every tick since the last one on the line, this one included, counted once: the ticks
+        # off the line before it were late (one, or a burst after a stall), now it is back.
+        sequential = self._window[-1][0] + len(self._suspects) + 1
+        if abs(position - sequential) <= tolerance:
+            self._confirm_late()
+            self._commit(sequential, t_s)
+            return self._fit_at(self.count, t_s)
+        # Else maybe a dropped tick: on the line one or more ticks further on. That is believed
+        # only once the tick before it was on the line too, one period earlier: a late tick
+        # looks like a drop until the next one comes right after it.
+        count = sequential + max(round(position) - sequential, 0)
+        on_drop_line = count > sequential and abs(position - count) <= tolerance
+        if on_drop_line and self._suspects and self._suspects[-1][0] == count - 1:
+            previous_count, previous_s = self._suspects[-1]
+            previous_on_line = abs((previous_s - origin_s) / period_s - previous_count)
+            one_period = abs((t_s - previous_s) / period_s - 1.0)
+            if max(previous_on_line, one_period) <= tolerance:
+                self._suspects.pop()
+                self._confirm_dropped(previous_count)
+                self._commit(previous_count, previous_s)
+                self._commit(count, t_s)
+                return self._fit_at(self.count, t_s)
+        self.count = count
+        self._suspects.append((count, t_s))
+        if len(self._suspects) < self.config.jump_after or not self._evenly_spaced():
+            # A burst (ticks held up, then delivered together) is no tempo: wait for the line.
+            return replace(self._fit_at(count, t_s), on_line=False)
+        self._restart_from_suspects()
         return self._fit_at(self.count, t_s)
 
-    def _glitch_explains(self, t_s: float) -> bool:
-        """Whether one odd tick, then this one back on the line, is a glitch of the master (or
-        the transport) rather than a tempo change. A late tick is followed by a short gap; a
-        dropped tick (a gap of two) by a gap of one tick. A tempo change that happens to land
-        near the old line shows neither: after a "dropped" tick, the next gap is not one tick.
-        """
-        if len(self._suspects) != 1:
-            return False
-        count, suspect_s = self._suspects[0]
-        previous = self._window[-1][0] if self._window else count - 1
-        if count - previous == 1:
-            return True  # late (or early), and this tick is back on the line
-        assert self._line is not None
-        gap_ticks = (t_s - suspect_s) / self._line[1]
-        return abs(gap_ticks - 1.0) <= self.config.tolerance_ticks
+    def _commit(self, count: int, t_s: float) -> None:
+        """A tick on the line: counted, fitted, the window kept to its length."""
+        self.count = count
+        self._window.append((count, t_s))
+        while self._window[-1][0] - self._window[0][0] >= self.config.window_ticks:
+            self._window.popleft()
+        self._refit()
 
-    def _confirm_suspects(self) -> None:
-        """The ticks since the last good one were late or followed a dropped tick."""
-        previous = self._window[-1][0] if self._window else -1
-        for count, _ in self._suspects:
-            missing = count - previous - 1
-            if missing:
-                self.dropped += missing
-                self._recent_drop = (missing, count)
-            self.late += 1 if count - previous == 1 else 0
-            previous = count
+    def _confirm_late(self) -> None:
+        """The suspects were late ticks, each counted once."""
+        self.late += len(self._suspects)
         self._suspects.clear()
+
+    def _confirm_dropped(self, first_on_line: int) -> None:
+        """Ticks went missing before `first_on_line`; the suspects before it were late."""
+        missing = first_on_line - self._window[-1][0] - 1 - len(self._suspects)
+        self.dropped += missing
+        self._recent_drop = (missing, first_on_line)
+        self._confirm_late()
+
+    def _evenly_spaced(self) -> bool:
+        """Whether the last `jump_after` suspects came about a period apart, as a new tempo's
+        ticks do, rather than bunched (the transport or the machine stalled, then a burst)."""
+        times = [t for _, t in self._suspects[-self.config.jump_after :]]
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        # Gaps shorter than a tick at the fastest tempo are a burst however even they are.
+        shortest_s = 60.0 / (MAX_BPM * TICKS_PER_BEAT)
+        return min(gaps) >= BURST_GAP_RATIO * max(sum(gaps) / len(gaps), shortest_s)
 
     def _restart_from_suspects(self) -> None:
         """A run of ticks off the line: the tempo changed. Count each once, fit them alone."""
@@ -378,13 +399,22 @@ class MidiClockFollower:
 # -- the MIDI input ------------------------------------------------------------------------------
 
 CLOCK_PORT_NAME = "clock in"
-CLOCK_IGNORE = {"sysex": True, "timing": False, "active_sense": True}
+# Nothing is left out by rtmidi: a message it filters takes its delta time with it (see
+# StampedInput); what the follower does not want it counts and drops itself.
+CLOCK_IGNORE = {"sysex": False, "timing": False, "active_sense": False}
+ACTIVE_SENSING = 0xFE
+# rtmidi's own queue, between polls: a whole bar of ticks and more.
 QUEUE_SIZE = 4096
 
 
 def _open_clock_input(port_name: str | None, api: int) -> tuple[rtmidi.MidiIn, str]:
     return open_input(
-        port_name, api, CLOCK_PORT_NAME, client_name=f"{CLIENT_NAME}-clock", ignore=CLOCK_IGNORE
+        port_name,
+        api,
+        CLOCK_PORT_NAME,
+        client_name=f"{CLIENT_NAME}-clock",
+        ignore=CLOCK_IGNORE,
+        queue_size=QUEUE_SIZE,
     )
 
 
@@ -398,24 +428,20 @@ async def serve_midi_clock_in(
 ) -> None:
     """Feed the follower from a MIDI input until cancelled; `started` with the port's name.
 
-    Each message is stamped with `now_s()` in rtmidi's callback thread, before it waits for
-    trio, so the time the filter sees is the time it arrived. `port_name` None opens a virtual
-    input "clock in".
+    Each message is stamped with the time it arrived, on `now_s`'s time base, from rtmidi's own
+    delta times (`StampedInput`): neither the GIL nor the poll delays what the filter sees.
+    `port_name` None opens a virtual input "clock in".
     """
-    token = trio.lowlevel.current_trio_token()
-
-    def deliver(message: bytes, t_s: float) -> None:  # trio thread
-        follower.handle(message, t_s)
-
-    def on_message(event: tuple[list[int], float], _data: object) -> None:  # rtmidi's thread
-        t_s = now_s()
-        with contextlib.suppress(trio.RunFinishedError):
-            token.run_sync_soon(deliver, bytes(event[0]), t_s)
-
     midi_in, opened = await trio.to_thread.run_sync(_open_clock_input, port_name, api)
+    reader = StampedInput(midi_in, now_s)
+
+    def deliver(message: bytes, t_s: float) -> None:
+        if message[:1] != bytes((ACTIVE_SENSING,)):  # keeps a link alive; says nothing
+            follower.handle(message, t_s)
+
     try:
-        midi_in.set_callback(on_message)
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(serve_stamped_input, reader, deliver)
             if port_name is not None:  # the master's port may be unplugged and come back
                 nursery.start_soon(
                     partial(
@@ -423,8 +449,8 @@ async def serve_midi_clock_in(
                         midi_in,
                         opened,
                         CLOCK_PORT_NAME,
-                        on_message,
                         ignore=CLOCK_IGNORE,
+                        on_reopen=reader.restart,
                         what="MIDI clock input",
                     )
                 )

@@ -185,7 +185,7 @@ class _Exit(Enum):
     SIGNAL = "stopped by a signal"
 
 
-def _set_realtime(priority: int) -> tuple[bool, str]:
+def set_realtime(priority: int) -> tuple[bool, str]:
     """SCHED_FIFO at `priority` for this process; (done, why not)."""
     if priority <= 0:
         return False, "real-time priority not requested"
@@ -456,7 +456,7 @@ def _child_main(
         stop_signals=stop_signals,
     )
     # After the port is open: threads the MIDI library started keep normal scheduling.
-    realtime, note = _set_realtime(rt_priority)
+    realtime, note = set_realtime(rt_priority)
     # What was imported lives for good; a collection then never walks it mid-set.
     gc.collect()
     gc.freeze()

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import collections
 import os
 import re
 import shutil
@@ -13,16 +14,13 @@ import rtmidi
 import trio
 import trio.testing
 
+from livekomp import midiports
 from livekomp.inputs import midi as midi_module
 from livekomp.inputs.events import ControlEvent, Param
 from livekomp.inputs.mapping import load_mapping
-from livekomp.inputs.midi import (
-    MidiPortNotFound,
-    events_from_midi,
-    find_port,
-    serve_midi_in,
-)
+from livekomp.inputs.midi import events_from_midi, serve_midi_in
 from livekomp.inputs.stats import InputStats
+from livekomp.midiports import MidiPortNotFound, find_port
 from tests.jack import START_HINT, jack_ports, jack_running
 
 
@@ -66,14 +64,15 @@ def test_events_from_midi_counts(mapping):
 
 
 class FakeMidiIn:
-    """Stands in for rtmidi.MidiIn: records what was opened and keeps the callback."""
+    """Stands in for rtmidi.MidiIn: records what was opened, and queues what arrives as rtmidi
+    does for a polled input (message, delta time)."""
 
     instances: ClassVar[list[FakeMidiIn]] = []
 
-    def __init__(self, rtapi: int, name: str) -> None:
+    def __init__(self, rtapi: int, name: str, queue_size_limit: int = 1024) -> None:
         self.rtapi, self.name = rtapi, name
         self.opened: tuple[str, ...] | None = None
-        self.callback = None
+        self.queue: collections.deque[tuple[list[int], float]] = collections.deque()
         self.ignored: dict[str, bool] = {}
         self.closed = self.deleted = False
         FakeMidiIn.instances.append(self)
@@ -90,11 +89,8 @@ class FakeMidiIn:
     def ignore_types(self, **kinds: bool) -> None:
         self.ignored = kinds
 
-    def set_callback(self, callback) -> None:
-        self.callback = callback
-
-    def cancel_callback(self) -> None:
-        self.callback = None
+    def get_message(self) -> tuple[list[int], float] | None:
+        return self.queue.popleft() if self.queue else None
 
     def close_port(self) -> None:
         self.closed = True
@@ -103,11 +99,11 @@ class FakeMidiIn:
         self.deleted = True
 
     def send_from_thread(self, *messages: list[int]) -> None:
-        """What rtmidi does: call back on a thread that is not trio's."""
+        """What rtmidi does: queue on a thread that is not trio's."""
 
         def run() -> None:
             for m in messages:
-                self.callback((m, 0.0), None)
+                self.queue.append((m, 0.001))
 
         thread = threading.Thread(target=run)
         thread.start()
@@ -117,11 +113,11 @@ class FakeMidiIn:
 @pytest.fixture
 def fake_rtmidi(monkeypatch):
     FakeMidiIn.instances.clear()
-    monkeypatch.setattr(midi_module.rtmidi, "MidiIn", FakeMidiIn)
+    monkeypatch.setattr(midiports.rtmidi, "MidiIn", FakeMidiIn)
     return FakeMidiIn.instances
 
 
-async def test_callback_hands_messages_into_trio(mapping, fake_rtmidi):
+async def test_polled_messages_reach_trio(mapping, fake_rtmidi):
     stats = InputStats()
     send, receive = trio.open_memory_channel[ControlEvent](10)
     async with trio.open_nursery() as nursery:
@@ -141,7 +137,7 @@ async def test_callback_hands_messages_into_trio(mapping, fake_rtmidi):
             ControlEvent(Param.PANIC, None, "midi"),
         ]
         nursery.cancel_scope.cancel()
-    assert fake.callback is None and fake.closed and fake.deleted
+    assert fake.closed and fake.deleted
     assert stats.get("midi", "unknown_address") == 1
     assert stats.get("midi", "dispatched") == 3
 
@@ -169,9 +165,13 @@ async def test_full_queue_drops_and_counts(mapping, fake_rtmidi, monkeypatch):
     send, receive = trio.open_memory_channel[ControlEvent](0)  # nobody reads: the mapper blocks
     async with trio.open_nursery() as nursery:
         await nursery.start(partial(serve_midi_in, None, mapping, send, stats, api=0))
-        fake_rtmidi[0].send_from_thread(*([[0xB0, 1, 64]] * 10))
+        fake_rtmidi[0].queue.extend([([0xB0, 1, 64], 0.001)] * 10)  # all before the next poll
+        with trio.fail_after(5):
+            while fake_rtmidi[0].queue:  # the next poll takes them all
+                await trio.sleep(0.001)
         await trio.testing.wait_all_tasks_blocked()
-        # One is with the blocked mapper, two wait in the queue, the rest are dropped.
+        # One poll reads all ten: one goes to the waiting mapper (which then blocks), two wait
+        # in the queue, the rest are dropped.
         assert stats.get("midi", "overflow") == 7
         nursery.cancel_scope.cancel()
     receive.close()

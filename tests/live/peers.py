@@ -3,6 +3,7 @@ third-party tools that talk to it (jack_midi_dump, jack_connect, oscsend)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -153,80 +154,131 @@ def oscsend(port: int, address: str, types: str = "", *values: object) -> None:
 
 
 class ClockMaster:
-    """A MIDI clock master on JACK (what Ableton Live is on stage): a virtual output port that
-    plays a script of Start, Stop, Continue, Song Position Pointer and ticks from a thread that
-    sleeps to just before each tick and spins the rest.
+    """A MIDI clock master on JACK (what Ableton Live is on stage): a virtual output port in a
+    process of its own that plays a script of Start, Stop, Continue, Song Position Pointer and
+    ticks from a SCHED_FIFO thread (where permitted) that sleeps to just before each tick and
+    spins the rest, as a DAW's MIDI thread does.
+
+    A master in the test process, without real-time priority, sent ticks up to 20 ms late under
+    CPU and disk load (measured): its lateness, not the follower's, was what a test saw. This one
+    is at the floor the live sender is at.
 
     A script is a list of steps: ("start",), ("stop",), ("continue",), ("spp", sixteenths),
     ("ticks", bpm, count) — with `jitter_s` each tick moves by a uniform random amount (seeded)
-    and the tick numbers in `drop` are not sent at all (counted over the whole script).
-    `sent` lists (perf_counter, message) of everything sent.
+    and the tick numbers in `drop` are not sent at all (counted over the whole script). After
+    `wait()`, `sent` lists (perf_counter, message) of everything sent and `ideal_tick_s` each
+    sent tick's due time before jitter.
     """
 
-    def __init__(self, client_name: str, *, jitter_s: float = 0.0, seed: int = 0) -> None:
-        import random
-        import threading
+    def __init__(
+        self, client_name: str, *, jitter_s: float = 0.0, seed: int = 0, rt_priority: int = 4
+    ) -> None:
+        import multiprocessing
 
-        import rtmidi
-
-        self._midi_out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=client_name)
-        self._midi_out.open_virtual_port("clock")
-        self.port = f"{client_name}:clock"
-        self.jitter_s = jitter_s
-        self._random = random.Random(seed)
+        context = multiprocessing.get_context("spawn")
+        self._conn, child_conn = context.Pipe()
+        self._process = context.Process(
+            target=_master_main,
+            args=(child_conn, client_name, jitter_s, seed, rt_priority),
+            name="clock-master",
+            daemon=True,
+        )
+        self._process.start()
+        child_conn.close()
+        if not self._conn.poll(30):
+            raise AssertionError("the clock master process did not start")
+        _, self.port, self.realtime = self._conn.recv()
         self.sent: list[tuple[float, bytes]] = []
-        self.ideal_tick_s: list[float] = []  # each sent tick's due time before jitter
-        self._thread: threading.Thread | None = None
-        self._threading = threading
+        self.ideal_tick_s: list[float] = []
+        self._playing = False
 
     def play(self, script: list[tuple], *, drop: frozenset[int] = frozenset()) -> None:
         """Play `script` in the background; `wait()` for it to end."""
-        self._thread = self._threading.Thread(target=self._run, args=(script, drop), daemon=True)
-        self._thread.start()
+        self._conn.send(("play", script, drop))
+        self._playing = True
 
     def wait(self, timeout_s: float = 120.0) -> None:
-        assert self._thread is not None
-        self._thread.join(timeout_s)
-        assert not self._thread.is_alive(), "the clock master did not finish its script"
-
-    def _send(self, data: bytes) -> None:
-        self._midi_out.send_message(list(data))
-        self.sent.append((time.perf_counter(), data))
-
-    def _run(self, script: list[tuple], drop: frozenset[int]) -> None:
-        tick_number = 0
-        next_s = time.perf_counter() + 0.05
-        for step in script:
-            kind = step[0]
-            if kind == "ticks":
-                _, bpm, count = step
-                period_s = 60.0 / bpm / 24
-                for _ in range(count):
-                    due_s = next_s + self._random.uniform(-self.jitter_s, self.jitter_s)
-                    _sleep_until(due_s)
-                    if tick_number not in drop:
-                        self._send(b"\xf8")
-                        self.ideal_tick_s.append(next_s)
-                    tick_number += 1
-                    next_s += period_s
-            elif kind == "spp":
-                self._send(bytes((0xF2, step[1] & 0x7F, step[1] >> 7)))
-            else:
-                self._send(bytes(({"start": 0xFA, "stop": 0xFC, "continue": 0xFB}[kind],)))
+        assert self._playing, "wait() before play()"
+        assert self._conn.poll(timeout_s), "the clock master did not finish its script"
+        _, sent, ideal = self._conn.recv()
+        self.sent += sent
+        self.ideal_tick_s += ideal
+        self._playing = False
 
     def close(self) -> None:
-        if self._thread is not None:
-            self._thread.join(1.0)
-        self._midi_out.delete()
+        if self._process.is_alive():
+            with contextlib.suppress(OSError):
+                self._conn.send(("close",))
+            self._process.join(5.0)
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join()
+        self._conn.close()
 
 
-def _sleep_until(due_s: float) -> None:
-    while True:
-        left_s = due_s - time.perf_counter()
-        if left_s <= 0:
-            return
-        if left_s > 0.002:
-            time.sleep(left_s - 0.0015)
+def _master_main(conn, client_name: str, jitter_s: float, seed: int, rt_priority: int) -> None:
+    """The clock master's process: open the port, then play each script it is sent."""
+    import random
+
+    import rtmidi
+
+    from livekomp.timing.sender import set_realtime
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the test run ends it, not Ctrl-C
+    midi_out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=client_name)
+    midi_out.open_virtual_port("clock")
+    realtime, _ = set_realtime(rt_priority)  # after the port: JACK's own threads keep theirs
+    conn.send(("ready", f"{client_name}:clock", realtime))
+    jitter = random.Random(seed)
+    try:
+        while True:
+            command, *args = conn.recv()
+            if command == "close":
+                return
+            script, drop = args
+            conn.send(("done", *_play_script(midi_out, script, drop, jitter, jitter_s)))
+    except EOFError:
+        return  # the test process is gone
+    finally:
+        midi_out.delete()
+
+
+def _play_script(midi_out, script, drop, jitter, jitter_s):
+    sent: list[tuple[float, bytes]] = []
+    ideal: list[float] = []
+
+    def send(data: bytes) -> None:
+        midi_out.send_message(list(data))
+        sent.append((time.perf_counter(), data))
+
+    tick_number = 0
+    next_s = time.perf_counter() + 0.05
+    for step in script:
+        kind = step[0]
+        if kind == "ticks":
+            _, bpm, count = step
+            period_s = 60.0 / bpm / 24
+            for _ in range(count):
+                _sleep_until(next_s + jitter.uniform(-jitter_s, jitter_s))
+                if tick_number not in drop:
+                    send(b"\xf8")
+                    ideal.append(next_s)
+                tick_number += 1
+                next_s += period_s
+        elif kind == "spp":
+            send(bytes((0xF2, step[1] & 0x7F, step[1] >> 7)))
+        else:
+            send(bytes(({"start": 0xFA, "stop": 0xFC, "continue": 0xFB}[kind],)))
+    return sent, ideal
+
+
+def _sleep_until(due_s: float, spin_s: float = 200e-6) -> None:
+    """Sleep to `spin_s` before `due_s`, then spin (under SCHED_FIFO a sleep has no slack)."""
+    left_s = due_s - time.perf_counter()
+    if left_s > spin_s:
+        time.sleep(left_s - spin_s)
+    while time.perf_counter() < due_s:
+        pass
 
 
 def master_beats(

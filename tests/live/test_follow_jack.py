@@ -68,6 +68,40 @@ def phase_errors_ms(notes, ticks, skip=()):
     return errors
 
 
+def grid_errors_ms(notes, ticks, stretches, skip=()):
+    """Each note against the master's grid: where the line through the master's ticks within a
+    beat either side puts the note's sixteenth. A stretch (first frame, last frame, first beat,
+    last beat) is one tempo of one take; a line never crosses a tempo change. The master's
+    jitter and JACK's period averages out of the line, so what is left is livekomp's."""
+    errors = []
+    for frame, beat in notes:
+        nominal = round(beat * 4) / 4
+        if any(lo <= nominal < hi for lo, hi in skip):
+            continue
+        stretch = next(
+            (s for s in stretches if s[0] <= frame <= s[1] and s[2] <= nominal <= s[3]), None
+        )
+        if stretch is None:
+            continue
+        near = [
+            (b, f)
+            for f, b in ticks
+            if stretch[0] <= f <= stretch[1]
+            and stretch[2] <= b <= stretch[3]
+            and abs(b - nominal) <= 1.0
+        ]
+        if len(near) < 24:
+            continue
+        mean_b = sum(b for b, _ in near) / len(near)
+        mean_f = sum(f for _, f in near) / len(near)
+        slope = sum((b - mean_b) * (f - mean_f) for b, f in near) / sum(
+            (b - mean_b) ** 2 for b, _ in near
+        )
+        grid_frame = mean_f + slope * (nominal - mean_b)
+        errors.append((frame - grid_frame) / FRAME_RATE * 1e3)
+    return errors
+
+
 def test_follows_a_jack_clock_master_through_tempo_changes_stop_and_song_position(
     serve_factory, midi_dump, clock_master
 ):
@@ -121,12 +155,20 @@ def test_follows_a_jack_clock_master_through_tempo_changes_stop_and_song_positio
     second_take = [beat for frame, beat in notes if frame > continue_frame]
     assert min(first_take) == pytest.approx(4.0, abs=0.02)
     assert min(second_take) == pytest.approx(12.0, abs=0.02)
-    # Phase: on the master's grid, the first beat after the tempo jump aside.
-    errors = phase_errors_ms(notes, ticks, skip=[(12.0, 13.0)])
+    # Phase: on the master's grid, the first beat after the tempo jump aside (a tempo change
+    # cannot be known before its ticks come). JACK puts a note at the start of the period after
+    # it was sent (2.67 ms at -p 128): that much lateness is the transport's.
+    end = events[-1][0]
+    stretches = [
+        (0, continue_frame, 0.0, 12.0),  # 90 BPM
+        (0, continue_frame, 12.0, 24.0),  # 140 BPM
+        (continue_frame, end, 10.0, 20.0),  # Continue, 140 BPM
+    ]
+    errors = grid_errors_ms(notes, ticks, stretches, skip=[(12.0, 13.0)])
     assert len(errors) > 50
     errors.sort()
-    assert abs(errors[len(errors) // 2]) < 6.0
-    assert max(abs(e) for e in errors) < 15.0
+    assert abs(errors[len(errors) // 2]) < 3.0
+    assert max(abs(e) for e in errors) < 5.0, errors[:3] + errors[-3:]
 
     # Nothing sounds while the master is stopped, and nothing is left hanging.
     stop_frame = next(frame for frame, data in events if data[0] == 0xFC)

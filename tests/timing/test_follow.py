@@ -63,6 +63,45 @@ def test_a_dropped_tick_is_counted_as_missing() -> None:
     assert (tick_filter.dropped, tick_filter.jumps) == (1, 0)
 
 
+@pytest.mark.parametrize("stalled_ticks", [1, 2, 3, 5])
+@pytest.mark.parametrize("bpm", [90.0, 140.0])
+def test_a_burst_after_a_stall_keeps_the_count_and_moves_nothing(
+    bpm: float, stalled_ticks: int
+) -> None:
+    """The transport (or the machine) stalls for a few ticks, then delivers them all at once, as
+    a JACK cycle held up under disk load does: they are late ticks, not dropped ones and not a
+    tempo change; the count stays right and the line does not move."""
+    tick_filter = TickFilter()
+    ideal, times = tick_times(bpm, 144, 0.0, random.Random(7), JACK_PERIOD_S)
+    period_s = ideal[1] - ideal[0]
+    release_s = ideal[72 + stalled_ticks] + 0.5 * period_s
+    for i in range(72, 72 + stalled_ticks + 1):
+        times[i] = release_s + (i - 72) * 20e-6  # one after another in one callback
+    fits = [tick_filter.add(t) for t in times]
+    held = range(72, 72 + stalled_ticks + 1)
+    assert all(not fits[i].on_line for i in held)
+    assert all(f.count == i for i, f in enumerate(fits) if i not in held)
+    assert (tick_filter.dropped, tick_filter.jumps) == (0, 0)
+    assert tick_filter.late == stalled_ticks + 1
+    assert fits[-1].bpm == pytest.approx(bpm, abs=0.1)
+    assert fits[-1].time_s == pytest.approx(ideal[-1], abs=0.5e-3)
+
+
+def test_a_tick_one_period_late_is_late_not_dropped() -> None:
+    """A tick held up by exactly a period lands where a dropped tick's successor would: only
+    the next tick (right after it, not a period later) tells, and it says late."""
+    tick_filter = TickFilter()
+    ideal, _ = tick_times(120.0, 120, 0.0, random.Random(0), 0.0)
+    period_s = ideal[1] - ideal[0]
+    times = list(ideal)
+    times[60] += period_s - 1e-4
+    fits = [tick_filter.add(t) for t in times]
+    assert [f.count for f in fits if f.on_line] == [i for i in range(120) if i != 60]
+    assert fits[-1].count == 119
+    assert (tick_filter.late, tick_filter.dropped, tick_filter.jumps) == (1, 0, 0)
+    assert fits[-1].time_s == pytest.approx(ideal[-1], abs=1e-9)
+
+
 @pytest.mark.parametrize(
     ("before", "after"),
     [(90.0, 140.0), (140.0, 90.0), (140.0, 100.0), (140.0, 70.0), (120.0, 126.0)],
