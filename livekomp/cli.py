@@ -1,4 +1,5 @@
-"""The `livekomp` command: rehearse, generate, serve, ports, bench."""
+"""The `livekomp` command: rehearse, generate, serve, ports, layout, learn, finetune, adapters
+and bench."""
 
 from __future__ import annotations
 

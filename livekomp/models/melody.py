@@ -13,7 +13,6 @@ recomputing the whole context (tested).
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -205,7 +204,3 @@ class MelodyTransformer(nn.Module):
 
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-
-def nats_to_bits(nats: float) -> float:
-    return nats / math.log(2)

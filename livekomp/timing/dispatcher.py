@@ -1,12 +1,14 @@
 """Sends each scheduled MIDI message at its time.
 
-trio's timers wake up to a millisecond late, so live sending happens on one dedicated thread
-(`Dispatcher`): it sleeps on a condition variable until `spin_s` before the earliest deadline, then
-busy-spins on the clock to the deadline and sends everything due. It runs under SCHED_FIFO at a low
-priority where the OS allows it (below the audio server's: a higher one stalled JACK on 2 cores).
-In rehearsal, `VirtualDispatcher` does the same as a trio task in virtual time. Both share the
-queue and its bookkeeping (`_Schedule`); the pending-message rules (`MessageHeap`) are shared with
-the sender process too (`livekomp.timing.sender`).
+trio's timers wake up to a millisecond late, so sending happens off the trio loop. Live, the
+sender is a child process (`livekomp.timing.sender.ProcessDispatcher`): a thread in the server's
+process must wait for the GIL while the composer runs Python. `Dispatcher`, the thread, is kept
+for tests and benchmarks: it sleeps on a condition variable until `spin_s` before the earliest
+deadline, then busy-spins on the clock to the deadline and sends everything due, under
+SCHED_FIFO at a low priority where the OS allows it (below the audio server's: a higher one
+stalled JACK on 2 cores). In rehearsal, `VirtualDispatcher` does the same as a trio task in
+virtual time. Both share the queue and its bookkeeping (`_Schedule`); the pending-message rules
+(`MessageHeap`) are shared with the sender process too.
 
 Messages are kept in beats and converted to seconds with the clock's current tempo map at the
 moment of sending, so a tempo change moves every pending message. A submit of an earlier message

@@ -17,7 +17,8 @@ name: ("submit", [(beat, order, data), …]), ("tempo", segments | None), ("canc
 which is system-wide (CLOCK_MONOTONIC on Linux, mach absolute time on macOS), so a tempo map's
 seconds mean the same in both; `status()` lets a test prove it.
 
-The child answers ("ready", port_label, realtime, note) or ("error", kind, message) at start-up,
+The child answers ("ready", port_label, realtime, note, child_perf_counter_s) or ("error", kind,
+message) at start-up,
 ("failed", type, message, traceback) when sending failed (it released the notes first, then keeps
 answering commands until closed), ("status", SenderStatus), ("closed", lateness, sent) and
 ("terminated",) when a signal stopped it.
