@@ -87,6 +87,21 @@ def test_a_burst_after_a_stall_keeps_the_count_and_moves_nothing(
     assert fits[-1].time_s == pytest.approx(ideal[-1], abs=0.5e-3)
 
 
+@pytest.mark.parametrize("held_ticks", [2, 6, 23])
+def test_ticks_held_up_by_a_period_for_a_while_are_late_not_dropped(held_ticks: int) -> None:
+    """A run of ticks each a period late looks like a dropped tick until they catch up: the
+    count never moves the clock a tick early meanwhile, and nothing is dropped in the end."""
+    tick_filter = TickFilter()
+    ideal, times = tick_times(140.0, 144, 0.0, random.Random(7), JACK_PERIOD_S)
+    period_s = ideal[1] - ideal[0]
+    for i in range(72, 72 + held_ticks):
+        times[i] = ideal[i] + period_s
+    fits = [tick_filter.add(t) for t in sorted(times)]
+    assert all(f.count == i for i, f in enumerate(fits) if f.on_line)
+    assert (tick_filter.late, tick_filter.dropped, tick_filter.jumps) == (held_ticks, 0, 0)
+    assert fits[-1].count == 143
+
+
 def test_a_tick_one_period_late_is_late_not_dropped() -> None:
     """A tick held up by exactly a period lands where a dropped tick's successor would: only
     the next tick (right after it, not a period later) tells, and it says late."""
