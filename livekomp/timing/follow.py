@@ -12,13 +12,12 @@ averages out. It tells a late tick, a dropped tick and a tempo change apart:
   late tick, or a burst of them (the transport or the machine stalled, then delivered the held
   ticks together). Ticks are matched to the line in order, so a tick held up by a whole period
   is never taken for a dropped one;
-- a dropped tick is believed only when `confirm_drop_ticks` ticks in a row sit on the line one
-  (or more) ticks further on: ticks held up by a period for a while look the same until they
-  catch up. Meanwhile nothing is re-anchored, and the line (right in either case) runs on;
+- a dropped tick is believed only when two ticks in a row, one period apart, sit on the line
+  one (or more) ticks further on;
 - `jump_after` suspects in a row that came a period apart from each other (not bunched, as a
-  burst is, and not on the old line shifted by whole ticks) mean the master changed tempo: the
-  line is fitted afresh from that run, each of its ticks counted once (and a drop inferred just
-  before is taken back: it was the change's first tick, late).
+  burst is) mean the master changed tempo: the line is fitted afresh from that run, each of its
+  ticks counted once (and a drop inferred just before is taken back: it was the change's first
+  tick, late).
 
 `MidiClockFollower` adds the transport (Start, Stop, Continue, Song Position Pointer) and drives a
 `MasterClock`: at every fitted tick it re-anchors the clock's tempo map at that tick's beat, so
@@ -76,7 +75,6 @@ class FollowConfig:
     tolerance_ticks: float = 0.3  # a tick further from the line than this is a suspect
     jump_after: int = 3  # this many suspects in a row: the master changed tempo
     acquire_ticks: int = 12  # a new line takes this many ticks as they come, each counted once
-    confirm_drop_ticks: int = 24  # ticks in a row a period later than counted: a tick was dropped
     timeout_beats: float = 4.0  # keep time this long without ticks, then stop and wait
 
     def __post_init__(self) -> None:
@@ -90,8 +88,6 @@ class FollowConfig:
             raise ValueError(
                 f"acquire_ticks must be in [jump_after, window_ticks], got {self.acquire_ticks}"
             )
-        if self.confirm_drop_ticks < 2:
-            raise ValueError(f"confirm_drop_ticks must be >= 2, got {self.confirm_drop_ticks}")
         if not 0 < self.timeout_beats <= 64:
             raise ValueError(f"timeout_beats must be in (0, 64], got {self.timeout_beats}")
 
@@ -161,46 +157,28 @@ class TickFilter:
             self._confirm_late()
             self._commit(sequential, t_s)
             return self._fit_at(self.count, t_s)
-        # Else maybe a dropped tick: on the line one or more ticks further on. Ticks held up by
-        # a period for a while look the same until they catch up, and in both cases the line
-        # still says when each tick is: so the line runs on, and a drop is believed only after
-        # `confirm_drop_ticks` ticks in a row on the shifted line.
+        # Else maybe a dropped tick: on the line one or more ticks further on. That is believed
+        # only once the tick before it was on the line too, one period earlier: a late tick
+        # looks like a drop until the next one comes right after it.
         count = sequential + max(round(position) - sequential, 0)
+        on_drop_line = count > sequential and abs(position - count) <= tolerance
+        if on_drop_line and self._suspects and self._suspects[-1][0] == count - 1:
+            previous_count, previous_s = self._suspects[-1]
+            previous_on_line = abs((previous_s - origin_s) / period_s - previous_count)
+            one_period = abs((t_s - previous_s) / period_s - 1.0)
+            if max(previous_on_line, one_period) <= tolerance:
+                self._suspects.pop()
+                self._confirm_dropped(previous_count)
+                self._commit(previous_count, previous_s)
+                self._commit(count, t_s)
+                return self._fit_at(self.count, t_s)
         self.count = count
         self._suspects.append((count, t_s))
-        shifted = self._shifted_run()
-        if shifted >= self.config.confirm_drop_ticks:
-            run = self._suspects[-shifted:]
-            del self._suspects[-shifted:]
-            self._confirm_dropped(run[0][0])
-            for run_count, run_s in run:
-                self._commit(run_count, run_s)
-            return self._fit_at(self.count, t_s)
-        if (
-            len(self._suspects) < self.config.jump_after
-            or shifted >= self.config.jump_after  # the old tempo, shifted: no tempo change
-            or not self._evenly_spaced()  # a burst (held up, then delivered together)
-        ):
+        if len(self._suspects) < self.config.jump_after or not self._evenly_spaced():
+            # A burst (ticks held up, then delivered together) is no tempo: wait for the line.
             return replace(self._fit_at(count, t_s), on_line=False)
         self._restart_from_suspects()
         return self._fit_at(self.count, t_s)
-
-    def _shifted_run(self) -> int:
-        """How many of the last suspects sit on the line whole ticks further on than counted
-        in order (consecutive counts, each within tolerance): a drop, or ticks held up."""
-        assert self._line is not None
-        origin_s, period_s = self._line
-        base = self._window[-1][0]
-        run = 0
-        for index in range(len(self._suspects) - 1, -1, -1):
-            count, t_s = self._suspects[index]
-            in_order = base + index + 1
-            on_line = abs((t_s - origin_s) / period_s - count) <= self.config.tolerance_ticks
-            follows = run == 0 or self._suspects[index + 1][0] == count + 1
-            if count <= in_order or not on_line or not follows:
-                break
-            run += 1
-        return run
 
     def _commit(self, count: int, t_s: float) -> None:
         """A tick on the line: counted, fitted, the window kept to its length."""

