@@ -148,7 +148,10 @@ def test_follows_a_jack_clock_master_through_tempo_changes_stop_and_song_positio
     assert "MIDI clock: Continue from beat 10" in log
     assert "MIDI clock: Stop at beat 20.00" in log
 
-    ticks = master_beats(events, frozenset({dropped}))
+    # Under load jack_midi_dump itself misses JACK cycles ("lkdump… was not finished" in
+    # jackd's log), and with them ticks: counted from the gaps, as bench follow does, so one it
+    # missed does not shift the master's beats (the dropped tick is found the same way).
+    ticks = master_beats(events, infer_lost=True)
     notes = note_positions(events, ticks)
     assert len(notes) > 60
     # Bar grid: each take starts on one of the master's bar lines: 4 after Start (beat 0 cannot
