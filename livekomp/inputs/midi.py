@@ -31,8 +31,8 @@ from livekomp.midiports import (
 log = logging.getLogger("livekomp.midi")
 
 VIRTUAL_PORT_NAME = "livekomp in"
-# Messages between rtmidi's thread and the mapper. A fader sweep is ~130 messages; the mapper
-# keeps up easily, so this only fills if trio is stalled.
+# Messages between the poll and the mapper. A fader sweep is ~130 messages; the mapper keeps
+# up easily, so this only fills if the mapper's consumer is stalled.
 QUEUE_SIZE = 1024
 TRANSPORT = "midi"
 

@@ -143,9 +143,7 @@ class TickFilter:
         if line is None or len(self._window) < self.config.acquire_ticks:
             # A line from a few ticks is too rough to judge ticks by (a JACK period of jitter
             # is 15 % of a tick at 140 BPM): take them as they come until it is steadier.
-            self.count += 1
-            self._window.append((self.count, t_s))
-            self._refit()
+            self._commit(self.count + 1, t_s)
             return self._fit_at(self.count, t_s)
         origin_s, period_s = line
         position = (t_s - origin_s) / period_s
@@ -409,7 +407,7 @@ class MidiClockFollower:
 
 CLOCK_PORT_NAME = "clock in"
 # Nothing is left out by rtmidi: a message it filters takes its delta time with it (see
-# StampedInput); what the follower does not want it counts and drops itself.
+# StampedInput). Active sensing is dropped here; anything else unusable the follower counts.
 CLOCK_IGNORE = {"sysex": False, "timing": False, "active_sense": False}
 ACTIVE_SENSING = 0xFE
 # rtmidi's own queue, between polls: a whole bar of ticks and more.
