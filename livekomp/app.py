@@ -13,6 +13,7 @@ process that releases the notes by itself if this process dies.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from contextlib import AsyncExitStack
 from functools import partial
@@ -21,6 +22,9 @@ from pathlib import Path
 import trio
 
 from livekomp import __version__
+from livekomp.clock.clock import MasterClock
+from livekomp.clock.follow import FollowConfig, MidiClockFollower, serve_midi_clock_in
+from livekomp.clock.link import LinkFollower, link_available
 from livekomp.composer import (
     ComposerService,
     PhraseBuffer,
@@ -29,45 +33,30 @@ from livekomp.composer import (
     refuse_styles,
 )
 from livekomp.config import ConfigError, LiveConfig
-from livekomp.inputs.events import ControlEvent, Param
+from livekomp.dispatch.dispatcher import DispatcherError
+from livekomp.dispatch.sender import OutputSpec, ProcessDispatcher, RecordSpec
+from livekomp.files import write_json_atomically
+from livekomp.inputs.events import ControlEvent
 from livekomp.inputs.mapping import load_mapping
 from livekomp.inputs.midi import serve_midi_in
 from livekomp.inputs.osc import serve_osc
 from livekomp.inputs.stats import InputStats
 from livekomp.midiports import api_name, choose_api
-from livekomp.mood import Mood, MoodState
-from livekomp.music.phrase import ComposedBar, style_label
+from livekomp.mood import MoodState
+from livekomp.music.phrase import style_label
 from livekomp.music.rules import RuleComposer
 from livekomp.music.theory import parse_key
 from livekomp.outputs.audio import AudioError, AudioOut, open_audio_out
 from livekomp.outputs.osc import FeedbackSnapshot, parse_target, serve_feedback
-from livekomp.performer import ControlRouter, Performer, PerformerConfig
-from livekomp.report import RunReport
-from livekomp.timing.clock import MasterClock
-from livekomp.timing.dispatcher import DispatcherError
-from livekomp.timing.follow import FollowConfig, MidiClockFollower, serve_midi_clock_in
-from livekomp.timing.link import LinkFollower, link_available
-from livekomp.timing.sender import OutputSpec, ProcessDispatcher, RecordSpec
+from livekomp.outputs.report import RunReport
+from livekomp.performer import PerformerConfig
+from livekomp.session import FollowHooks, Session, VoiceParts
+from livekomp.speech import Speech
 from livekomp.voice.lines import load_responses
-from livekomp.voice.service import SpokenLine, VoiceConfig, VoiceService
-from livekomp.voice.tts import OUTPUT_RATE, Speech, VoiceSpec, open_speaker
+from livekomp.voice.service import VoiceConfig
+from livekomp.voice.tts import OUTPUT_RATE, VoiceSpec, open_speaker
 
 log = logging.getLogger("livekomp")
-
-
-def _log_bar(bar: ComposedBar, mood: Mood, style: str = "") -> None:
-    counts = " ".join(f"{part.value[0]}{len(notes)}" for part, notes in bar.parts.items())
-    log.info(
-        "bar %4d | v %+.2f a %+.2f | %-10s %-6s | %s%s | %s",
-        bar.index,
-        mood.valence,
-        mood.arousal,
-        bar.mode,
-        bar.chord,
-        bar.composer,
-        f" [{style}]" if style else "",
-        counts,
-    )
 
 
 async def _stop_on_signals(cancel_scope: trio.CancelScope) -> None:
@@ -76,6 +65,28 @@ async def _stop_on_signals(cancel_scope: trio.CancelScope) -> None:
             log.info("%s: stopping, releasing all notes", signal.Signals(signum).name)
             cancel_scope.cancel()
             return
+
+
+class ReadyFile:
+    """`--ready-file`: the server's state as one JSON object, rewritten whole at each step, so a
+    script or a test waits on data, not on log text.
+
+    `state` runs "port_open" (the MIDI output exists: connect it now to hear the first bar;
+    `midi_out`, `sender_pid`), then "ready" (every service runs; `osc_port`, `midi_in`, and
+    `clock_in` when following), then "stopped" (every note released, files written). Every
+    state carries `pid` and `livekomp`. A file left from an earlier run is removed at start.
+    """
+
+    def __init__(self, path: str | None) -> None:
+        self.path = Path(path) if path else None
+        self.fields: dict[str, object] = {"livekomp": __version__, "pid": os.getpid()}
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+
+    def say(self, state: str, **fields: object) -> None:
+        self.fields.update(fields, state=state)
+        if self.path is not None:
+            write_json_atomically(self.path, self.fields)
 
 
 class _LogOnly:
@@ -102,12 +113,8 @@ async def _open_voice_out(config: LiveConfig, stack: AsyncExitStack) -> AudioOut
 
 
 async def _start_voice(
-    config: LiveConfig,
-    clock: MasterClock,
-    mood: MoodState,
-    report: RunReport,
-    stack: AsyncExitStack,
-) -> tuple[VoiceService | None, AudioOut | None]:
+    config: LiveConfig, stack: AsyncExitStack
+) -> tuple[VoiceParts | None, AudioOut | None]:
     if config.voice == "none":
         log.info("voice off (--voice none)")
         return None, None
@@ -122,23 +129,15 @@ async def _start_voice(
     )
     rate = audio.sample_rate if audio is not None else OUTPUT_RATE
     speaker = await trio.to_thread.run_sync(partial(open_speaker, spec, sample_rate=rate))
-
-    def on_spoken(line: SpokenLine) -> None:
-        report.on_spoken(line.as_dict())
-
-    voice = VoiceService(
-        speaker,
-        clock,
-        mood,
-        VoiceConfig(align=config.align, duck=config.duck),
-        beats_per_bar=config.beats_per_bar,
-        sink=audio if audio is not None else _LogOnly(),
-        responses=responses,
-        on_spoken=on_spoken,
-    )
     if audio is not None:
         log.info("voice: %s → %s at %d Hz", speaker.voice_id, audio.name, audio.sample_rate)
-    return voice, audio
+    parts = VoiceParts(
+        speaker,
+        VoiceConfig(align=config.align, duck=config.duck),
+        audio if audio is not None else _LogOnly(),
+        responses,
+    )
+    return parts, audio
 
 
 async def serve_live(config: LiveConfig) -> None:
@@ -160,6 +159,11 @@ async def serve_live(config: LiveConfig) -> None:
         rt_priority=config.rt_priority,
         nudge_s=config.nudge_ms * 1e-3,
     )
+    if config.clock == "link" and not link_available():
+        raise ConfigError(
+            "clock: 'link' needs LinkPython-extern: pip install -c constraints.txt "
+            "LinkPython-extern"
+        )
     follow = config.clock != "internal"
     stats = InputStats()
     report = RunReport(
@@ -198,29 +202,40 @@ async def serve_live(config: LiveConfig) -> None:
         log_every_bars=16,
     )
     stack = AsyncExitStack()
-    voice, audio = await _start_voice(config, clock, mood, report, stack)
-    spoken: dict[str, str] = {}  # the last scene and the line being spoken, for feedback
-    if voice is not None:
-        report_spoken = voice.on_spoken
+    voice_parts, audio = await _start_voice(config, stack)
 
-        def on_spoken(line: SpokenLine) -> None:
-            if report_spoken is not None:
-                report_spoken(line)
-            if line.dropped is None:
-                spoken["say"] = line.text
+    # A clock that follows a master: the master starts, stops and keeps the tempo. The router
+    # asks the follower, which exists once the performer it drives does.
+    follower: MidiClockFollower | None = None
+    link_follower: LinkFollower | None = None
 
-        voice.on_spoken = on_spoken
+    def can_start() -> str | None:
+        if follower is not None and not follower.running:
+            return "the MIDI clock master is stopped; start it there"
+        return None
 
-    def on_bar(bar: ComposedBar, bar_mood: Mood, bar_style: str) -> None:
-        report.on_bar(bar, bar_mood, bar_style)
-        _log_bar(bar, bar_mood, bar_style)
+    def ignore_tempo(bpm: float) -> None:
+        log.info("tempo %.1f BPM ignored: the MIDI clock master keeps the tempo", bpm)
 
-    performer = Performer(
-        clock,
-        dispatcher,
-        composer,
-        mood,
-        PerformerConfig(
+    def link_tempo(bpm: float) -> None:
+        assert link_follower is not None
+        link_follower.propose_tempo(bpm)
+
+    def link_transport(playing: bool) -> None:
+        assert link_follower is not None
+        link_follower.propose_playing(playing)
+
+    hooks = {
+        "midi": FollowHooks(can_start=can_start, on_tempo=ignore_tempo),
+        "link": FollowHooks(on_tempo=link_tempo, on_transport=link_transport),
+    }.get(config.clock)
+    session = Session(
+        clock=clock,
+        dispatcher=dispatcher,
+        composer=composer,
+        mood=mood,
+        report=report,
+        config=PerformerConfig(
             beats_per_bar=config.beats_per_bar,
             tonic=tonic,
             lookahead_beats=config.lookahead_beats,
@@ -228,27 +243,28 @@ async def serve_live(config: LiveConfig) -> None:
             clock_out=config.clock_out and not follow,
             follow=follow,
         ),
-        on_bar=on_bar,
-        duck=voice.duck_at if voice is not None else None,
         style=style,
+        styles=styles,
+        voice=voice_parts,
+        follow=hooks,
+        log_music=True,
     )
-
-    if voice is not None:
-        voice.playing = lambda: performer.playing
-
-    def on_line(kind: str, event: ControlEvent) -> None:
-        log.info("%s: %r", kind, event.value)
-        if kind == "scene":
-            spoken["scene"] = str(event.value)
-        if voice is not None and event.param is Param.SAY:
-            voice.on_control(event)  # the voice reports the line once it is placed
-        else:
-            report.on_line(kind, event)
-            if kind == "say":
-                spoken["say"] = str(event.value)  # no voice: the line as asked for
-
-    on_mood = voice.on_control if voice is not None and voice.responses is not None else None
-    on_silence = voice.silence if voice is not None else None
+    performer, voice = session.performer, session.voice
+    if config.clock == "midi":
+        follower = MidiClockFollower(
+            clock,
+            config=FollowConfig(timeout_beats=config.clock_timeout_beats),
+            on_start=performer.start,
+            on_stop=session.stop_with_master,
+        )
+    if config.clock == "link":
+        link_follower = LinkFollower(
+            clock,
+            quantum_beats=config.beats_per_bar,
+            bpm=config.bpm,
+            on_start=performer.start,
+            on_stop=session.stop_with_master,
+        )
 
     def feedback_snapshot() -> FeedbackSnapshot:
         now_s = clock.now_s()
@@ -273,8 +289,8 @@ async def serve_live(config: LiveConfig) -> None:
             playing=performer.playing,
             bar=bar,
             beat=beat,
-            scene=spoken.get("scene"),
-            line=spoken.get("say"),
+            scene=session.scene,
+            line=session.line,
             style=style_label(performer.style),
             composer_fresh=outcomes["fresh"],
             composer_buffered=outcomes["buffered"],
@@ -282,64 +298,8 @@ async def serve_live(config: LiveConfig) -> None:
             composer_buffer=None if composer.buffer is None else composer.buffer.fill,
         )
 
-    def stop_with_master() -> None:
-        """The master stopped (or its clock was lost): the notes and the voice stop."""
-        performer.stop()
-        if voice is not None:
-            voice.silence()
-
-    follower = None
-    if config.clock == "midi":
-        follower = MidiClockFollower(
-            clock,
-            config=FollowConfig(timeout_beats=config.clock_timeout_beats),
-            on_start=performer.start,
-            on_stop=stop_with_master,
-        )
-    link_follower = None
-    if config.clock == "link":
-        if not link_available():
-            raise ConfigError(
-                "clock: 'link' needs LinkPython-extern: pip install -c constraints.txt "
-                "LinkPython-extern"
-            )
-        link_follower = LinkFollower(
-            clock,
-            quantum_beats=config.beats_per_bar,
-            bpm=config.bpm,
-            on_start=performer.start,
-            on_stop=stop_with_master,
-        )
-
-    def can_start() -> str | None:
-        if follower is not None and not follower.running:
-            return "the MIDI clock master is stopped; start it there"
-        return None
-
-    def on_tempo(bpm: float) -> None:
-        log.info("tempo %.1f BPM ignored: the MIDI clock master keeps the tempo", bpm)
-
-    if link_follower is not None:
-        router = ControlRouter(
-            performer,
-            on_line=on_line,
-            on_mood=on_mood,
-            on_silence=on_silence,
-            on_tempo=link_follower.propose_tempo,
-            on_transport=link_follower.propose_playing,
-            styles=styles,
-        )
-    else:
-        router = ControlRouter(
-            performer,
-            on_line=on_line,
-            on_mood=on_mood,
-            on_silence=on_silence,
-            can_start=can_start if follower is not None else None,
-            on_tempo=on_tempo if follower is not None else None,
-            styles=styles,
-        )
     send, receive = trio.open_memory_channel[ControlEvent](256)
+    ready = ReadyFile(config.ready_file)
     try:
         await trio.to_thread.run_sync(dispatcher.start)
     except BaseException:
@@ -358,10 +318,11 @@ async def serve_live(config: LiveConfig) -> None:
         api_name(api),
         "virtual port" if config.midi_out is None else "existing port",
     )
+    ready.say("port_open", midi_out=dispatcher.port_label, sender_pid=dispatcher.pid)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_stop_on_signals, nursery.cancel_scope)
-            await nursery.start(router.serve, receive)
+            await nursery.start(session.router.serve, receive)
             await nursery.start(composer.serve_buffer)
             osc_port = await nursery.start(
                 partial(serve_osc, config.osc_host, config.osc_port, mapping, send.clone(), stats)
@@ -371,6 +332,7 @@ async def serve_live(config: LiveConfig) -> None:
             )
             log.info("MIDI in: %s", midi_in)
             send.close()
+            clock_in = None
             if follower is not None:
                 clock_in = await nursery.start(
                     partial(serve_midi_clock_in, config.midi_clock_in, follower, api=api)
@@ -400,6 +362,7 @@ async def serve_live(config: LiveConfig) -> None:
                 config.key,
                 config.beats_per_bar,
             )
+            ready.say("ready", osc_port=osc_port, midi_in=midi_in, clock_in=clock_in)
     finally:
         with trio.CancelScope(shield=True):
             await stack.aclose()  # closes the audio output: no line goes on after the music
@@ -422,9 +385,7 @@ async def serve_live(config: LiveConfig) -> None:
                 )
             if config.summary:
                 report.extra["inputs"] = stats.as_dict()
-                report.extra["composer"] = composer.summary()
-                report.extra["controls_not_understood"] = router.unhandled
-                report.extra["styles_dropped"] = router.styles_dropped
+                report.extra.update(session.summary())
                 if voice is not None:
                     report.extra["voice"] = voice.summary()
                 if audio is not None:
@@ -438,3 +399,4 @@ async def serve_live(config: LiveConfig) -> None:
             }
             log.info("stopped after %d bars; inputs: %s", performer.bars_played, counts or "none")
             log.info("composer: %s", composer.health())
+            ready.say("stopped")

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING
 import trio
 
 from livekomp import __version__
+from livekomp.clock.clock import MAX_BPM, MIN_BPM
+from livekomp.voice import VOICE_CHOICES
 
 if TYPE_CHECKING:
     from livekomp.composer import ComposerSettings
@@ -41,6 +43,7 @@ SERVE_FLAGS: dict[str, str] = {
     "clock_out": "clock_out",
     "record": "record",
     "summary": "summary",
+    "ready_file": "ready_file",
     "rt_priority": "rt_priority",
     "clock": "clock",
     "midi_clock_in": "midi_clock_in",
@@ -68,7 +71,7 @@ SERVE_FLAGS: dict[str, str] = {
     "adapters": "adapters",
 }
 
-VOICES = ["piper", "espeak-ng", "coqui", "none"]
+VOICES = list(VOICE_CHOICES)
 
 
 def _voice_flags(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
@@ -281,6 +284,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--record", metavar="FILE.mid", help="also write what is sent to a .mid")
     serve.add_argument("--summary", metavar="FILE.json", help="write a run summary on exit")
+    serve.add_argument(
+        "--ready-file",
+        metavar="FILE.json",
+        help="write the server's state here as it starts and stops (for scripts and tools)",
+    )
     serve.add_argument(
         "--rt-priority",
         type=int,
@@ -505,7 +513,7 @@ def _run_generate(args: argparse.Namespace) -> int:
         "--valence": -1 <= args.valence <= 1,
         "--arousal": -1 <= args.arousal <= 1,
         "--bars": 1 <= args.bars <= 10_000,
-        "--bpm": 20 <= args.bpm <= 400,
+        "--bpm": MIN_BPM <= args.bpm <= MAX_BPM,
         "--beats-per-bar": 1 <= args.beats_per_bar <= 16,
     }
     for flag, ok in checks.items():
@@ -774,11 +782,11 @@ def _user_problems(exc: BaseException) -> list[str] | None:
     """The messages of errors a user can fix (bad file, busy port, missing JACK), or None if
     `exc` holds anything else, which is a bug and keeps its traceback."""
     from livekomp.config import ConfigError
+    from livekomp.dispatch.dispatcher import DispatcherError
     from livekomp.inputs.mapping import MappingError
     from livekomp.inputs.setlist import SetlistError
     from livekomp.outputs.audio import AudioError
     from livekomp.outputs.midi import MidiPortError
-    from livekomp.timing.dispatcher import DispatcherError
     from livekomp.voice.lines import LinesError
 
     # DispatcherError: the MIDI sender failed mid-set (a port vanished); it released the notes

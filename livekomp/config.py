@@ -13,40 +13,22 @@ A bad key or value fails at start-up with the file and the key in the message.
 
 from __future__ import annotations
 
-import tomllib
 import types
 import typing
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from livekomp.clock.clock import MAX_BPM, MIN_BPM
 from livekomp.composer import COMPOSERS, ComposerSettings
 from livekomp.music.phrase import parse_style
 from livekomp.music.theory import parse_key
+from livekomp.tomlfile import read_toml
+from livekomp.voice import VOICE_CHOICES
 
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message names the file and the key."""
-
-
-def read_toml(
-    path: Path, error: type[ValueError], what: str, shown: str | None = None
-) -> dict[str, Any]:
-    """Read a TOML file; a missing, unreadable or malformed file raises `error` naming it.
-
-    Every file livekomp reads (settings, setlists, mappings) fails the same way, before
-    anything plays.
-    """
-    shown = shown or str(path)
-    try:
-        with path.open("rb") as f:
-            return tomllib.load(f)
-    except FileNotFoundError:
-        raise error(f"{shown}: no such {what} file") from None
-    except OSError as exc:
-        raise error(f"{shown}: cannot read {what} file: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise error(f"{shown}: not valid TOML: {exc}") from None
 
 
 CLOCK_SOURCES = ("internal", "midi", "link")
@@ -71,6 +53,7 @@ class LiveConfig:
     clock_out: bool = True
     record: str | None = None  # write what was sent to this .mid
     summary: str | None = None  # write a run summary (bars, inputs, composer) here on exit
+    ready_file: str | None = None  # say here, as JSON, when the server is ready (see README)
     rt_priority: int = 3  # SCHED_FIFO priority of the send thread; keep below the audio server
     spin_us: float = 200.0  # how long before a deadline the send thread stops sleeping and spins
     clock: str = "internal"  # internal (livekomp is the master), midi (follow MIDI clock), link
@@ -118,7 +101,7 @@ class LiveConfig:
     def __post_init__(self) -> None:
         checks = {
             "osc_port": 0 <= self.osc_port <= 65535,
-            "bpm": 20 <= self.bpm <= 400,
+            "bpm": MIN_BPM <= self.bpm <= MAX_BPM,
             "beats_per_bar": 1 <= self.beats_per_bar <= 16,
             "lookahead_beats": 0 < self.lookahead_beats <= self.beats_per_bar,
             "slew_s": 0 <= self.slew_s <= 60,
@@ -131,8 +114,8 @@ class LiveConfig:
             "device": self.device in ("auto", "cpu", "cuda", "mps"),
             "runtime": self.runtime in ("torch", "onnx"),
             "budget_ms": 1 <= self.budget_ms <= 10_000,
-            "voice": self.voice in ("piper", "espeak-ng", "coqui", "none"),
-            "voice_fallback": self.voice_fallback in (None, "piper", "espeak-ng", "coqui", "none"),
+            "voice": self.voice in VOICE_CHOICES,
+            "voice_fallback": self.voice_fallback in (None, *VOICE_CHOICES),
             "voice_level_db": -60 <= self.voice_level_db <= 12,
             "duck": 0 <= self.duck <= 1,
             "align": self.align in ("bar", "beat"),

@@ -6,7 +6,7 @@ bar's MIDI clock ticks to the dispatcher. The notes go out a beat at a time, `re
 before each beat, with their velocities scaled by how the mood's dynamics moved since the bar was
 composed — so a fader's expressive change is heard on the next beat, its content change on the
 next bar. The active style adapter is content too: a switch is heard from the next bar planned.
-It also owns the transport (start, stop, panic) and routes every control event.
+It also owns the transport (start, stop, panic); `livekomp.router` tells it when.
 """
 
 from __future__ import annotations
@@ -14,15 +14,14 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 import trio
 
+from livekomp.clock.clock import MasterClock
 from livekomp.composer import ComposerService
-from livekomp.inputs.events import ControlEvent, Param
-from livekomp.inputs.stats import RateLimitedLog
 from livekomp.mood import Mood, MoodState
 from livekomp.music import messages
 from livekomp.music.messages import ScheduledMessage
@@ -30,10 +29,7 @@ from livekomp.music.phrase import (
     PART_CHANNELS,
     BarRequest,
     ComposedBar,
-    parse_style,
-    style_label,
 )
-from livekomp.timing.clock import MasterClock
 
 log = logging.getLogger("livekomp.performer")
 
@@ -336,143 +332,3 @@ class Performer:
         self.dispatcher.panic()  # drops everything pending, releases every sounding note
         if self.config.clock_out:
             self.dispatcher.submit([ScheduledMessage.at(now, bytes((messages.CLOCK_STOP,)))])
-
-
-class ControlRouter:
-    """Sends each control event where it belongs: mood, style, clock, transport, voice queue."""
-
-    def __init__(
-        self,
-        performer: Performer,
-        *,
-        on_line: Callable[[str, ControlEvent], None] | None = None,
-        can_start: Callable[[], str | None] | None = None,
-        on_tempo: Callable[[float], None] | None = None,
-        on_transport: Callable[[bool], None] | None = None,
-        on_mood: Callable[[ControlEvent], None] | None = None,
-        on_silence: Callable[[], None] | None = None,
-        styles: Sequence[str] = (),
-    ) -> None:
-        """For a clock that follows others: `can_start` says why a start cannot happen now
-        (None: it can); `on_tempo` takes tempo changes instead of the clock, and
-        `on_transport` start (True) and stop (False) instead of the performer (a Link follower
-        proposes them to the session, whose answer then moves the performer).
-
-        `styles` are the style adapters the composer loaded, in load order: a style event
-        names one of them or "base", or gives a number (a program change) that counts base
-        as 1 and the loaded styles from 2."""
-        self.performer = performer
-        self.on_line = on_line
-        self.can_start = can_start
-        self.on_tempo = on_tempo
-        self.on_transport = on_transport
-        self.on_mood = on_mood  # told of each mood word or intent understood (voice responses)
-        self.on_silence = on_silence  # stop and panic: the voice stops too
-        self.styles = tuple(styles)
-        self.unhandled = 0
-        self.styles_dropped = 0  # style events naming a style that is not loaded
-        self._drop_log = RateLimitedLog(log)
-
-    def handle(self, event: ControlEvent) -> None:
-        performer = self.performer
-        clock = performer.clock
-        match event.param:
-            case Param.START | Param.STOP if self.on_transport is not None:
-                self.on_transport(event.param is Param.START)
-                if event.param is Param.STOP and self.on_silence is not None:
-                    self.on_silence()
-            case Param.START:
-                why_not = None if self.can_start is None else self.can_start()
-                if why_not is None:
-                    performer.start()
-                else:
-                    log.info("start ignored: %s", why_not)
-            case Param.STOP:
-                performer.stop()
-                if self.on_silence is not None:
-                    self.on_silence()
-            case Param.PANIC:
-                performer.panic()
-                if self.on_silence is not None:
-                    self.on_silence()
-            case Param.TEMPO:
-                assert isinstance(event.value, int | float)
-                if self.on_tempo is not None:
-                    self.on_tempo(float(event.value))
-                    return
-                from_beat = clock.set_tempo(float(event.value), event.at_beat)
-                log.info("tempo %.1f BPM from beat %g", event.value, from_beat)
-            case Param.SAY | Param.SCENE:
-                if self.on_line is not None:
-                    self.on_line(event.param.value, event)
-            case Param.STYLE:
-                self._switch_style(event)
-            case Param.MOOD:
-                if performer.mood.apply(event, clock.now_s()):
-                    target = performer.mood.target()
-                    log.info(
-                        "mood %r → valence %+.2f arousal %+.2f",
-                        event.value,
-                        target.valence,
-                        target.arousal,
-                    )
-                    if self.on_mood is not None:
-                        self.on_mood(event)
-                else:
-                    self._drop(event)
-            case _:
-                if not performer.mood.apply(event, clock.now_s()):
-                    self._drop(event)
-
-    def _switch_style(self, event: ControlEvent) -> None:
-        """The style asked for plays from the next bar planned; one that is not loaded is
-        counted and dropped, and the current style plays on."""
-        try:
-            style = self._style_for(str(event.value))
-        except ValueError as exc:
-            self.styles_dropped += 1
-            choices = ", ".join(
-                f"{i} {style_label(name)}" for i, name in enumerate(("", *self.styles), 1)
-            )
-            self._drop_log.warning(
-                "style",
-                f"dropped style {event.value!r} from {event.source}: {exc}; "
-                f"the styles loaded are {choices}",
-            )
-            return
-        performer = self.performer
-        if style != performer.style:
-            performer.style = style
-            log.info("style → %s from bar %d", style_label(style), performer.next_bar)
-
-    def _style_for(self, value: str) -> str:
-        """The `BarRequest.style` a style event asks for; ValueError if it is not loaded."""
-        choices = ("", *self.styles)
-        text = value.strip()
-        if text.isdigit():
-            number = int(text)
-            if not 1 <= number <= len(choices):
-                raise ValueError(f"there is no style number {number}")
-            return choices[number - 1]
-        style = parse_style(text)
-        if style not in choices:
-            raise ValueError(f"{text!r} is not loaded")
-        return style
-
-    def _drop(self, event: ControlEvent) -> None:
-        self.unhandled += 1
-        self._drop_log.warning(
-            "not_understood",
-            f"dropped {event.param.value} {event.value!r} from {event.source}: not understood",
-        )
-
-    async def serve(
-        self,
-        receive: trio.MemoryReceiveChannel[ControlEvent],
-        *,
-        task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
-    ) -> None:
-        task_status.started()
-        async with receive:
-            async for event in receive:
-                self.handle(event)

@@ -19,6 +19,7 @@ import trio
 import trio.testing
 
 from livekomp import __version__
+from livekomp.clock.clock import MasterClock
 from livekomp.composer import (
     ComposerService,
     ComposerSettings,
@@ -26,19 +27,20 @@ from livekomp.composer import (
     loaded_styles,
     refuse_styles,
 )
+from livekomp.dispatch.dispatcher import VirtualDispatcher
+from livekomp.dispatch.tracked import TrackedOutput
 from livekomp.inputs.events import ControlEvent, Param
 from livekomp.inputs.setlist import Setlist, serve_setlist
 from livekomp.mood import Mood, MoodState
 from livekomp.music.theory import parse_key
-from livekomp.outputs.midi import TrackedOutput
 from livekomp.outputs.midifile import MidiFileRecorder
-from livekomp.performer import ControlRouter, Performer, PerformerConfig
-from livekomp.report import RunReport
-from livekomp.timing.clock import MasterClock
-from livekomp.timing.dispatcher import VirtualDispatcher
+from livekomp.outputs.report import RunReport
+from livekomp.performer import PerformerConfig
+from livekomp.session import Session, VoiceParts
+from livekomp.speech import Speech
 from livekomp.voice.lines import Responses
-from livekomp.voice.service import SpokenLine, VoiceConfig, VoiceService
-from livekomp.voice.tts import Speech, VoiceSpec, open_speaker
+from livekomp.voice.service import VoiceConfig
+from livekomp.voice.tts import VoiceSpec, open_speaker
 
 log = logging.getLogger("livekomp.rehearsal")
 
@@ -186,54 +188,30 @@ async def _rehearse(
     )
     mood = MoodState(initial_mood, slew_s=slew_s)
     track = SpeechTrack()
-    voice: VoiceService | None = None
+    parts = None
     if voice_parts is not None and audio is not None:
         speaker, voice_config = voice_parts
-
-        def on_spoken(line: SpokenLine) -> None:
-            report.on_spoken(line.as_dict())
-
-        voice = VoiceService(
-            speaker,
-            clock,
-            mood,
-            voice_config,
-            beats_per_bar=setlist.beats_per_bar,
-            sink=track,
-            responses=audio.responses,
-            on_spoken=on_spoken,
-        )
-        # Lines known ahead are rendered before the set starts: a cue is then a cache hit.
-        voice.prepare(predicted_say_moods(setlist, initial_mood))
-    performer = Performer(
-        clock,
-        dispatcher,
-        composer,
-        mood,
-        PerformerConfig(
+        parts = VoiceParts(speaker, voice_config, track, audio.responses)
+    session = Session(
+        clock=clock,
+        dispatcher=dispatcher,
+        composer=composer,
+        mood=mood,
+        report=report,
+        config=PerformerConfig(
             beats_per_bar=setlist.beats_per_bar,
             tonic=tonic,
             lookahead_beats=lookahead_beats,
             clock_out=False,
         ),
-        on_bar=report.on_bar,
-        duck=voice.duck_at if voice is not None else None,
         style=style,
+        styles=loaded_styles(composer.primary),
+        voice=parts,
     )
-
-    def on_line(kind: str, event: ControlEvent) -> None:
-        if voice is not None and event.param is Param.SAY:
-            voice.on_control(event)  # the voice reports the line once it is placed
-            return
-        bar = None
-        if event.at_beat is not None:
-            bar = math.floor(event.at_beat / setlist.beats_per_bar + 1e-9)
-        report.on_line(kind, event, bar)
-
-    on_mood = voice.on_control if voice is not None and audio and audio.responses else None
-    router = ControlRouter(
-        performer, on_line=on_line, on_mood=on_mood, styles=loaded_styles(composer.primary)
-    )
+    voice, performer, router = session.voice, session.performer, session.router
+    if voice is not None:
+        # Lines known ahead are rendered before the set starts: a cue is then a cache hit.
+        voice.prepare(predicted_say_moods(setlist, initial_mood))
     send, receive = trio.open_memory_channel[ControlEvent](math.inf)
     try:
         async with trio.open_nursery() as nursery:
@@ -253,9 +231,7 @@ async def _rehearse(
     finally:
         dispatcher.close()
         recorder.close()
-    report.extra["composer"] = composer.summary()
-    report.extra["controls_not_understood"] = router.unhandled
-    report.extra["styles_dropped"] = router.styles_dropped
+    report.extra.update(session.summary())
     wav_path = None
     if voice is not None and audio is not None:
         wav_path = out_dir / "set.wav"

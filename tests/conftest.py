@@ -6,11 +6,13 @@ none is running — CI starts its own — and it is stopped, by its PID, when th
 
 from __future__ import annotations
 
+import os
 import sys
 
 import pytest
+import rtmidi
 
-from tests.jack import start_jack_server
+from tests.jack import START_HINT, jack_running, start_jack_server
 
 _started_jack = None
 
@@ -29,3 +31,15 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             sounddevice._terminate()
         _started_jack.terminate()
         _started_jack.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def jack_server() -> None:
+    """A running JACK server (see `pytest_sessionstart`); a test that needs one skips without.
+
+    Clients are told never to start one of their own (JACK_NO_START_SERVER)."""
+    if not jack_running():
+        pytest.skip(f"no JACK server running (install jackd2, or {START_HINT})")
+    if rtmidi.API_UNIX_JACK not in rtmidi.get_compiled_api():
+        pytest.skip("this python-rtmidi was built without JACK")
+    os.environ["JACK_NO_START_SERVER"] = "1"

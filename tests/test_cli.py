@@ -8,7 +8,6 @@ import mido
 import pytest
 
 from livekomp.cli import _composer_settings, _parser, _serve_config, main
-from tests.jack import jack_running
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -97,9 +96,7 @@ def test_serve_without_a_jack_server_says_how_to_start_one(monkeypatch, capsys):
 
 
 @pytest.mark.jack
-def test_ports_lists_what_jack_has(capsys):
-    if not jack_running():
-        pytest.skip("no JACK server running (start one: jackd -d dummy -r 48000 -p 128)")
+def test_ports_lists_what_jack_has(capsys, jack_server):
     assert main(["ports", "--midi-api", "jack"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("MIDI system: jack\ninputs:\n")
@@ -107,9 +104,7 @@ def test_ports_lists_what_jack_has(capsys):
 
 
 @pytest.mark.jack
-def test_a_busy_osc_port_is_a_clear_error(capsys):
-    if not jack_running():
-        pytest.skip("no JACK server running (start one: jackd -d dummy -r 48000 -p 128)")
+def test_a_busy_osc_port_is_a_clear_error(capsys, jack_server):
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]

@@ -14,7 +14,7 @@ import trio
 from livekomp.inputs.events import Param
 from livekomp.inputs.mapping import load_mapping
 from livekomp.learn import Learner, learn_controls, mapping_text
-from tests.jack import jack_ports, jack_running
+from tests.jack import jack_ports
 from tests.live.peers import REPO
 
 MOVES = [
@@ -70,9 +70,7 @@ def test_a_learned_file_loads_and_maps_the_learned_controls(tmp_path):
 
 
 @pytest.mark.jack
-def test_livekomp_learn_over_jack(tmp_path):
-    if not jack_running():
-        pytest.skip("no JACK server")
+def test_livekomp_learn_over_jack(tmp_path, jack_server):
     controller = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="lk-learn-ctl")
     controller.open_virtual_port("knobs")
     out = tmp_path / "learned.toml"

@@ -3,8 +3,9 @@ import math
 
 import pytest
 
+from livekomp.affect import MOOD_WORDS, Mood, interpret
 from livekomp.inputs.events import ControlEvent, Param
-from livekomp.mood import MOOD_WORDS, Mood, MoodState, Smoothed, interpret
+from livekomp.mood import MoodState, Smoothed
 
 
 def test_slew_approaches_target_exponentially():

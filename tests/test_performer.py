@@ -8,15 +8,17 @@ import math
 import pytest
 import trio
 
+from livekomp.clock.clock import MasterClock
 from livekomp.composer import ComposerService
+from livekomp.dispatch.dispatcher import VirtualDispatcher
+from livekomp.dispatch.tracked import TrackedOutput
 from livekomp.inputs.events import ControlEvent, Param
 from livekomp.inputs.mapping import load_mapping
 from livekomp.mood import Mood, MoodState
 from livekomp.music import messages
 from livekomp.music.phrase import BarRequest, ComposedBar, Note, Part
-from livekomp.outputs.midi import MemoryOutput, TrackedOutput
+from livekomp.outputs.midi import MemoryOutput
 from livekomp.performer import (
-    ControlRouter,
     Performer,
     PerformerConfig,
     expression_ratio,
@@ -24,8 +26,7 @@ from livekomp.performer import (
     render_notes_by_beat,
     scale_velocity,
 )
-from livekomp.timing.clock import MasterClock
-from livekomp.timing.dispatcher import VirtualDispatcher
+from livekomp.router import ControlRouter
 
 
 class RecordingComposer:
@@ -64,7 +65,7 @@ class Rig:
             self.mood,
             PerformerConfig(beats_per_bar=4, lookahead_beats=1.0, clock_out=clock_out),
         )
-        self.router = ControlRouter(self.performer)
+        self.router = ControlRouter(self.mood, self.clock, self.performer)
 
     def sent(self, predicate):
         return [m for m in self.port.sent if predicate(m.data)]
@@ -253,8 +254,8 @@ STYLES = ("reel", "hymn")  # the adapters the composer loaded, in load order
 
 async def test_a_style_switch_is_heard_from_the_next_bar_planned(autojump_clock, caplog):
     rig = Rig()
-    router = ControlRouter(rig.performer, styles=STYLES)
-    caplog.set_level(logging.INFO, logger="livekomp.performer")
+    router = ControlRouter(rig.mood, rig.clock, rig.performer, styles=STYLES)
+    caplog.set_level(logging.INFO, logger="livekomp.router")
     async with trio.open_nursery() as nursery:
         await nursery.start(rig.dispatcher.serve)
 
@@ -286,7 +287,7 @@ async def test_a_style_switch_is_heard_from_the_next_bar_planned(autojump_clock,
 )
 async def test_a_style_is_chosen_by_name_or_by_number(value, style):
     rig = Rig()
-    router = ControlRouter(rig.performer, styles=STYLES)
+    router = ControlRouter(rig.mood, rig.clock, rig.performer, styles=STYLES)
     rig.performer.style = "hymn" if style != "hymn" else ""
     router.handle(ControlEvent(Param.STYLE, value, "test"))
     assert rig.performer.style == style
@@ -305,9 +306,9 @@ async def test_a_style_is_chosen_by_name_or_by_number(value, style):
 )
 async def test_a_style_not_loaded_is_dropped_and_counted(value, why, caplog):
     rig = Rig()
-    router = ControlRouter(rig.performer, styles=STYLES)
+    router = ControlRouter(rig.mood, rig.clock, rig.performer, styles=STYLES)
     router.handle(ControlEvent(Param.STYLE, "reel", "test"))
-    with caplog.at_level(logging.WARNING, logger="livekomp.performer"):
+    with caplog.at_level(logging.WARNING, logger="livekomp.router"):
         router.handle(ControlEvent(Param.STYLE, value, "osc"))
     assert rig.performer.style == "reel"  # the current style plays on
     assert router.styles_dropped == 1 and router.unhandled == 0
@@ -317,7 +318,8 @@ async def test_a_style_not_loaded_is_dropped_and_counted(value, why, caplog):
 
 async def test_without_adapters_only_base_is_a_style():
     rig = Rig()
-    router = ControlRouter(rig.performer)  # the rule-based composer loads no adapters
+    # The rule-based composer loads no adapters.
+    router = ControlRouter(rig.mood, rig.clock, rig.performer)
     for value in ("base", "1"):
         router.handle(ControlEvent(Param.STYLE, value))
     router.handle(ControlEvent(Param.STYLE, "reel"))
@@ -330,7 +332,7 @@ async def test_the_style_controls_of_the_mappings_reach_the_performer(tmp_path):
     programs.write_text('[[program]]\nchannel = 16\ntarget = "style"\n')
     mapping = load_mapping(["touchosc", programs])
     rig = Rig()
-    router = ControlRouter(rig.performer, styles=STYLES)
+    router = ControlRouter(rig.mood, rig.clock, rig.performer, styles=STYLES)
     for event in mapping.osc_events("/livekomp/style", ["hymn"]):
         router.handle(event)
     assert rig.performer.style == "hymn"

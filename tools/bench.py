@@ -33,14 +33,15 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(1, str(Path(__file__).resolve().parent))
 
+from livekomp.clock.clock import MasterClock
+from livekomp.dispatch.dispatcher import Dispatcher
+from livekomp.dispatch.sender import OutputSpec, ProcessDispatcher
+from livekomp.dispatch.tracked import TrackedOutput
 from livekomp.measure import summarize_ms
 from livekomp.music.messages import ScheduledMessage, note_off, note_on
 from livekomp.music.phrase import BarRequest
 from livekomp.music.rules import RuleComposer
-from livekomp.outputs.midi import MemoryOutput, SentMessage, TrackedOutput
-from livekomp.timing.clock import MasterClock
-from livekomp.timing.dispatcher import Dispatcher
-from livekomp.timing.sender import OutputSpec, ProcessDispatcher
+from livekomp.outputs.midi import MemoryOutput, SentMessage
 
 BPM = 120.0
 STEPS_PER_BEAT = 96  # one event per 1/96 beat: 5.2 ms apart at 120 BPM, 2,000 events in ~10 s
@@ -455,8 +456,8 @@ def bench_follow(
 
     import rtmidi
 
+    from livekomp.clock.follow import CLOCK_IGNORE, TickFilter
     from livekomp.midiports import POLL_S, StampedInput, open_input
-    from livekomp.timing.follow import CLOCK_IGNORE, TickFilter
     from tests.live.peers import ClockMaster, MidiDump, Serve, connect, master_beats
     from tests.live.test_follow_jack import note_positions, phase_errors_ms
 

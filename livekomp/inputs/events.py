@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
+from livekomp.clock.clock import MAX_BPM, MIN_BPM
+
 
 class Param(Enum):
     VALENCE = "valence"  # float -1..1
@@ -27,7 +29,7 @@ PARAM_RANGES: dict[Param, tuple[float, float]] = {
     Param.AROUSAL: (-1.0, 1.0),
     Param.DENSITY: (0.0, 1.0),
     Param.INTENSITY: (0.0, 1.0),
-    Param.TEMPO: (20.0, 400.0),
+    Param.TEMPO: (MIN_BPM, MAX_BPM),
 }
 
 TEXT_PARAMS = frozenset({Param.MOOD, Param.SAY, Param.SCENE, Param.STYLE})

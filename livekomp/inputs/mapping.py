@@ -36,9 +36,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import ClassVar
 
-from livekomp.config import read_toml
 from livekomp.inputs.events import PARAM_RANGES, TEXT_PARAMS, TRIGGER_PARAMS, ControlEvent, Param
 from livekomp.music.phrase import parse_style
+from livekomp.tomlfile import read_toml
 
 PRESET_DIR = Path(__file__).resolve().parents[2] / "mappings"
 DEFAULT_PRESETS = ("touchosc", "midi_cc")

@@ -24,12 +24,12 @@ from pathlib import Path
 
 import trio
 
-from livekomp.config import read_toml
+from livekomp.affect import MOOD_WORDS, Mood, interpret
+from livekomp.clock.clock import MasterClock
 from livekomp.inputs.events import PARAM_RANGES, ControlEvent, Param
-from livekomp.mood import MOOD_WORDS, Mood, interpret
 from livekomp.music.phrase import parse_style
 from livekomp.music.theory import parse_key
-from livekomp.timing.clock import MasterClock
+from livekomp.tomlfile import read_toml
 
 
 class SetlistError(ValueError):

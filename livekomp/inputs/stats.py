@@ -8,9 +8,9 @@ most one line per interval and says how many it held back.
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
-from collections.abc import Callable
+
+from livekomp.ratelog import RateLimitedLog
 
 LOGGER_NAME = "livekomp.inputs"
 
@@ -32,40 +32,6 @@ REASONS = (
 )
 
 
-class RateLimitedLog:
-    """At most one log line per reason per `interval_s`; the next one says how many were held."""
-
-    def __init__(
-        self,
-        logger: logging.Logger | None = None,
-        *,
-        interval_s: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._logger = logger or logging.getLogger(LOGGER_NAME)
-        self._interval_s = interval_s
-        self._clock = clock
-        self._last_s: dict[str, float] = {}
-        self._suppressed: Counter[str] = Counter()
-
-    def log(self, level: int, reason: str, message: str) -> bool:
-        """Log `message` unless `reason` logged less than `interval_s` ago. True if emitted."""
-        now_s = self._clock()
-        last_s = self._last_s.get(reason)
-        if last_s is not None and now_s - last_s < self._interval_s:
-            self._suppressed[reason] += 1
-            return False
-        self._last_s[reason] = now_s
-        held = self._suppressed.pop(reason, 0)
-        if held:
-            message = f"{message} ({held} more suppressed)"
-        self._logger.log(level, "%s", message)
-        return True
-
-    def warning(self, reason: str, message: str) -> bool:
-        return self.log(logging.WARNING, reason, message)
-
-
 class InputStats:
     """Per-transport counters plus the shared rate-limited log.
 
@@ -74,7 +40,7 @@ class InputStats:
     """
 
     def __init__(self, log: RateLimitedLog | None = None) -> None:
-        self.log = log or RateLimitedLog()
+        self.log = log or RateLimitedLog(logging.getLogger(LOGGER_NAME))
         self._counts: dict[str, Counter[str]] = {t: Counter() for t in TRANSPORTS}
 
     def count(self, transport: str, reason: str, n: int = 1) -> None:

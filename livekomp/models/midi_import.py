@@ -28,9 +28,9 @@ from pathlib import Path
 
 import mido
 
-from livekomp.config import read_toml
 from livekomp.models.tokens import MAX_BAR_QUARTERS, TICKS_PER_QUARTER
 from livekomp.music.theory import detect_key
+from livekomp.tomlfile import read_toml
 
 MIDI_SUFFIXES = (".mid", ".midi")
 DRUM_CHANNEL = 9  # channel 10, as musicians count

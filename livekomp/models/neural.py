@@ -46,13 +46,11 @@ from livekomp.models.runtime import (
     onnx_path,
     pick_device,
 )
-from livekomp.music.phrase import BarRequest, ComposedBar, Note, Part
-from livekomp.music.rules import (
+from livekomp.music.arrange import (
     ARTICULATION_BY_AROUSAL,
     BASS_CENTER_BY_AROUSAL,
     CHORD_CENTER_BY_AROUSAL,
     PAD_ARTICULATION_BY_AROUSAL,
-    RuleComposer,
     clamp,
     close_voicing,
     interpolate,
@@ -60,6 +58,8 @@ from livekomp.music.rules import (
     part_velocity,
     place,
 )
+from livekomp.music.phrase import BarRequest, ComposedBar, Note, Part
+from livekomp.music.rules import RuleComposer
 from livekomp.music.theory import detect_key
 
 log = logging.getLogger("livekomp.composer")

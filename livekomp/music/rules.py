@@ -27,13 +27,26 @@ changing mood mid-phrase is fine: whatever is missing is drawn afresh from the s
 
 from __future__ import annotations
 
-import itertools
 import math
 import random
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 
+from livekomp.music.arrange import (
+    ARTICULATION_BY_AROUSAL,
+    BASS_CENTER_BY_AROUSAL,
+    CHORD_CENTER_BY_AROUSAL,
+    MELODY_CENTER_BY_AROUSAL,
+    MELODY_REACH,
+    PAD_ARTICULATION_BY_AROUSAL,
+    clamp,
+    close_voicing,
+    interpolate,
+    mix_seed,
+    part_velocity,
+    place,
+)
 from livekomp.music.phrase import BarRequest, ComposedBar, Note, Part
 from livekomp.music.theory import (
     Chord,
@@ -45,8 +58,6 @@ from livekomp.music.theory import (
 )
 
 # --- seeded randomness ----------------------------------------------------------------------------
-
-_MASK64 = (1 << 64) - 1
 
 
 class _Purpose(IntEnum):
@@ -63,37 +74,8 @@ class _Purpose(IntEnum):
     HUMANIZE = 9
 
 
-def _splitmix64(x: int) -> int:
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
-def mix_seed(*keys: int) -> int:
-    """One 64-bit seed from integers only (never `hash()`, which varies per process)."""
-    state = 0
-    for key in keys:
-        state = _splitmix64(state ^ (key & _MASK64))
-    return state
-
-
 def _rng(*keys: int) -> random.Random:
     return random.Random(mix_seed(*keys))
-
-
-def interpolate(table: tuple[tuple[float, float], ...], x: float) -> float:
-    """Piecewise-linear lookup in a table of (x, y) rows sorted by x; clamps at both ends."""
-    if x <= table[0][0]:
-        return table[0][1]
-    for (x0, y0), (x1, y1) in itertools.pairwise(table):
-        if x <= x1:
-            return y0 + (y1 - y0) * (x - x0) / (x1 - x0)
-    return table[-1][1]
-
-
-def clamp(value: float, low: float, high: float) -> float:
-    return max(low, min(high, value))
 
 
 # --- meter ----------------------------------------------------------------------------------------
@@ -319,16 +301,7 @@ MIDDLE_BAR_VARIATIONS: tuple[tuple[str, float], ...] = (
 )
 
 DENSITY_REACH = 0.6  # how far the density control moves energy at its ends
-VELOCITY_BY_AROUSAL = ((-1.0, 36.0), (0.0, 70.0), (1.0, 104.0))
-GAIN_BY_INTENSITY = ((0.0, 0.55), (0.5, 1.0), (1.0, 1.45))
-ARTICULATION_BY_AROUSAL = ((-1.0, 0.97), (0.0, 0.85), (1.0, 0.5))  # share of the gap held
-PAD_ARTICULATION_BY_AROUSAL = ((-1.0, 0.98), (0.0, 0.75), (1.0, 0.3))
 ACCENT_BY_WEIGHT = (-12, -6, 0, 6)
-PART_VELOCITY = {Part.MELODY: 8, Part.CHORDS: -12, Part.BASS: 2, Part.DRUMS: 0}
-MELODY_CENTER_BY_AROUSAL = ((-1.0, 65.0), (1.0, 79.0))
-MELODY_REACH = 8  # semitones either side of the centre
-CHORD_CENTER_BY_AROUSAL = ((-1.0, 57.0), (1.0, 64.0))
-BASS_CENTER_BY_AROUSAL = ((-1.0, 38.0), (1.0, 45.0))
 DRUM_HIT_BEATS = 0.125  # drums are one-shots; short enough never to touch the next hit
 
 
@@ -456,39 +429,6 @@ class _Bar:
     def keys(self, purpose: _Purpose, *more: int) -> tuple[int, ...]:
         """Seed keys for a draw that belongs to this bar's phrase."""
         return (purpose, self.position.phrase, *more)
-
-
-def part_velocity(request: BarRequest, part: Part, accent: float = 0.0) -> int:
-    """A note's velocity: arousal sets the level, intensity the gain, each part its offset, and
-    `accent` (velocity steps) the note's stress. Both composers use it."""
-    base = interpolate(VELOCITY_BY_AROUSAL, request.arousal)
-    gain = interpolate(GAIN_BY_INTENSITY, request.intensity)
-    raw = (base + PART_VELOCITY[part] + accent) * gain
-    return int(clamp(round(raw), 1, 127))
-
-
-def close_voicing(
-    tones: Iterable[int], center: float, previous: tuple[int, ...] = ()
-) -> tuple[int, ...]:
-    """Close position (all tones within an octave) near `center`.
-
-    Every chord tone is tried as the lowest voice; the pick moves least from `previous` (voice
-    leading), or sits nearest the centre when there is no previous chord. Both composers use it.
-    """
-    tones = tuple(tones)
-    lowest_choices = (
-        low for low in range(round(center) - 10, round(center) + 3) if low % 12 in tones
-    )
-    candidates = [tuple(sorted(low + (pc - low) % 12 for pc in tones)) for low in lowest_choices]
-
-    def cost(voicing: tuple[int, ...]) -> float:
-        spread = abs(sum(voicing) / len(voicing) - center)
-        if not previous:
-            return spread
-        motion = sum(min(abs(p - q) for q in previous) for p in voicing)
-        return motion + spread / 2
-
-    return min(candidates, key=cost)
 
 
 class RuleComposer:
@@ -838,12 +778,6 @@ DRUM_STYLES: dict[str, Callable[[RuleComposer, _Bar], list[tuple[float, int, flo
 
 
 # --- small pitch helpers --------------------------------------------------------------------------
-
-
-def place(pitch_class: int, center: float) -> int:
-    """The pitch of `pitch_class` nearest `center` (within a tritone below to a fifth above)."""
-    low = math.floor(center) - 6
-    return low + (pitch_class - low) % 12
 
 
 def _nearest_in(degree: int, steps: set[int], prefer_up: bool = True) -> int:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import trio
 
-from livekomp.voice.tts import Speech
+from livekomp.speech import Speech
 
 log = logging.getLogger("livekomp.audio")
 

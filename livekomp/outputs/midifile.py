@@ -12,9 +12,9 @@ from pathlib import Path
 
 import mido
 
+from livekomp.clock.clock import MasterClock, TempoMap
 from livekomp.music.messages import send_order
 from livekomp.music.phrase import PART_CHANNELS, Part
-from livekomp.timing.clock import MasterClock, TempoMap
 
 TICKS_PER_BEAT = 480
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import mido
 import numpy as np
 
-from livekomp.voice.tts import Speech, resample
+from livekomp.speech import Speech
+from livekomp.voice.tts import resample
 
 log = logging.getLogger("livekomp.render")
 

@@ -11,8 +11,8 @@ import math
 from collections import Counter
 from pathlib import Path
 
-from livekomp.config import read_toml
-from livekomp.mood import MOOD_WORDS, Mood, interpret
+from livekomp.affect import MOOD_WORDS, Mood, interpret
+from livekomp.tomlfile import read_toml
 
 DEFAULT_LINES = Path(__file__).resolve().parents[1] / "data" / "lines.toml"
 MAX_RESPONSE_CHARS = 200

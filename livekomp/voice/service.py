@@ -24,14 +24,15 @@ from typing import Protocol
 
 import trio
 
+from livekomp.clock.clock import MasterClock
 from livekomp.inputs.events import ControlEvent, Param
-from livekomp.inputs.stats import RateLimitedLog
 from livekomp.mood import Mood, MoodState
-from livekomp.timing.clock import MasterClock
+from livekomp.ratelog import RateLimitedLog
+from livekomp.speech import Speech
 from livekomp.voice.lines import Responses
 from livekomp.voice.prosody import Prosody, prosody_for
 from livekomp.voice.text import BadText, clean_line
-from livekomp.voice.tts import Speaker, Speech, TtsError
+from livekomp.voice.tts import Speaker, TtsError
 
 log = logging.getLogger("livekomp.voice")
 
@@ -128,7 +129,10 @@ class VoiceService:
         sink: LineSink,
         responses: Responses | None = None,
         on_spoken: Callable[[SpokenLine], None] | None = None,
+        playing: Callable[[], bool] = lambda: True,
     ) -> None:
+        """`playing` says whether the transport plays: while it is stopped there are no bar
+        lines to wait for."""
         self.speaker = speaker
         self.clock = clock
         self.mood = mood
@@ -137,8 +141,7 @@ class VoiceService:
         self.sink = sink
         self.responses = responses
         self.on_spoken = on_spoken
-        # Whether the transport plays; while it is stopped there are no bar lines to wait for.
-        self.playing: Callable[[], bool] = lambda: True
+        self.playing = playing
         self.counts: Counter[str] = Counter()
         self._send, self._receive = trio.open_memory_channel[_Request](config.queue)
         self._spans: list[tuple[float, float]] = []  # (start_beat, end_beat) of lines

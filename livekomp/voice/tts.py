@@ -28,12 +28,13 @@ from typing import Protocol
 
 import numpy as np
 
+from livekomp.speech import Speech
+from livekomp.voice import BACKENDS, VOICE_CHOICES
 from livekomp.voice.prosody import Prosody
 
 log = logging.getLogger("livekomp.voice")
 
 OUTPUT_RATE = 48_000
-BACKENDS = ("piper", "espeak-ng", "coqui")
 SENTENCE_GAP_S = 0.22  # pause between the sentences of one line, at rate 1
 SILENCE_DB = -40.0  # below this, relative to the peak, a rendering's ends count as silence
 EDGE_FADE_S = 0.004
@@ -221,7 +222,7 @@ class VoiceSpec:
 
     def __post_init__(self) -> None:
         for name in (self.backend, self.fallback):
-            if name is not None and name not in (*BACKENDS, "none"):
+            if name is not None and name not in VOICE_CHOICES:
                 raise ValueError(f"unknown voice {name!r}; choose one of {', '.join(BACKENDS)}")
 
 
@@ -234,20 +235,6 @@ def load_backend(name: str, spec: VoiceSpec) -> Backend:
     if name == "coqui":
         return CoquiBackend(spec.model_path, spec.config_path)
     raise TtsError(f"unknown voice {name!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class Speech:
-    """A rendered line: mono float32 samples at `sample_rate`, and who spoke it."""
-
-    samples: np.ndarray
-    sample_rate: int
-    backend: str
-    cached: bool = False
-
-    @property
-    def duration_s(self) -> float:
-        return len(self.samples) / self.sample_rate
 
 
 def resample(samples: np.ndarray, from_rate: int, to_rate: int) -> np.ndarray:

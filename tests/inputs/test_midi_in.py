@@ -21,7 +21,7 @@ from livekomp.inputs.mapping import load_mapping
 from livekomp.inputs.midi import events_from_midi, serve_midi_in
 from livekomp.inputs.stats import InputStats
 from livekomp.midiports import MidiPortNotFound, find_port
-from tests.jack import START_HINT, jack_ports, jack_running
+from tests.jack import jack_ports
 
 
 @pytest.fixture(scope="module")
@@ -180,13 +180,6 @@ async def test_full_queue_drops_and_counts(mapping, fake_rtmidi, monkeypatch):
 # --- real JACK ----------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def jack(monkeypatch):
-    if not jack_running():
-        pytest.skip(f"no JACK server running ({START_HINT})")
-    monkeypatch.setenv("JACK_NO_START_SERVER", "1")
-
-
 async def wait_for(predicate, timeout_s: float = 5.0) -> None:
     with trio.fail_after(timeout_s):
         while not predicate():
@@ -194,7 +187,7 @@ async def wait_for(predicate, timeout_s: float = 5.0) -> None:
 
 
 @pytest.mark.jack
-async def test_cc_over_jack_virtual_port(mapping, jack):
+async def test_cc_over_jack_virtual_port(mapping, jack_server):
     virtual = f"livekomp in test-{os.getpid()}"
     stats = InputStats()
     send, receive = trio.open_memory_channel[ControlEvent](10)
@@ -241,7 +234,7 @@ async def kill(process: trio.Process) -> None:
 
 
 @pytest.mark.jack
-async def test_named_jack_port_fed_by_jack_midiseq(tmp_path, jack):
+async def test_named_jack_port_fed_by_jack_midiseq(tmp_path, jack_server):
     """A third-party JACK client (jack_midiseq) plays note 60 in a loop into a named port."""
     if shutil.which("jack_midiseq") is None:
         pytest.skip("jack_midiseq not installed")
@@ -281,7 +274,7 @@ async def test_named_jack_port_fed_by_jack_midiseq(tmp_path, jack):
 
 
 @pytest.mark.jack
-async def test_missing_jack_port_lists_available(mapping, jack):
+async def test_missing_jack_port_lists_available(mapping, jack_server):
     send, _receive = trio.open_memory_channel[ControlEvent](1)
     async with trio.open_nursery() as nursery:
         with pytest.raises(MidiPortNotFound, match="no MIDI input port matches 'no such device'"):

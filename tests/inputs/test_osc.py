@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import shutil
 import time
 from contextlib import asynccontextmanager
@@ -18,7 +19,8 @@ from livekomp.inputs.osc import (
     events_from_osc,
     serve_osc,
 )
-from livekomp.inputs.stats import InputStats, RateLimitedLog
+from livekomp.inputs.stats import LOGGER_NAME, InputStats
+from livekomp.ratelog import RateLimitedLog
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +126,7 @@ def test_one_bad_message_in_a_bundle_spares_the_others(mapping):
 
 def test_rejections_are_logged_rate_limited(mapping, caplog):
     now = [0.0]
-    stats = InputStats(RateLimitedLog(interval_s=1.0, clock=lambda: now[0]))
+    stats = InputStats(RateLimitedLog(logging.getLogger(LOGGER_NAME), clock=lambda: now[0]))
     caplog.set_level("WARNING", logger="livekomp.inputs")
     for _ in range(5):
         events_from_osc(mapping, message("/nope").dgram, stats)

@@ -8,15 +8,7 @@ import shutil
 
 import pytest
 
-from tests.jack import START_HINT, jack_running
 from tests.live.peers import MidiDump, Serve
-
-
-@pytest.fixture(scope="session")
-def jack_server():
-    """The session's JACK server (see tests/conftest.py); the test skips without one."""
-    if not jack_running():
-        pytest.skip(f"no JACK server (install jackd2, or {START_HINT})")
 
 
 @pytest.fixture

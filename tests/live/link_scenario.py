@@ -11,6 +11,7 @@ to judge. Nothing here leaves the namespace: Link's multicast stays on its loopb
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -28,7 +29,7 @@ from pythonosc.osc_message_builder import OscMessageBuilder
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from livekomp.timing.link import clock_offset_s  # noqa: E402
+from livekomp.clock.link import clock_offset_s  # noqa: E402
 
 QUANTUM = 4.0
 
@@ -148,6 +149,7 @@ def run(out: Path, seconds_each: float) -> dict:
     listener.set_callback(lambda event, _: stamps.append((time.perf_counter(), event[0])))
     osc_port = free_port()
     log_path = out.with_suffix(".serve.log")
+    ready_path = out.with_suffix(".ready.json")
     with log_path.open("w") as log:
         serve = subprocess.Popen(
             [
@@ -167,6 +169,8 @@ def run(out: Path, seconds_each: float) -> dict:
                 f"127.0.0.1:{feedback.port}",
                 "--feedback-rate-hz",
                 "20",
+                "--ready-file",
+                str(ready_path),
             ],
             cwd=REPO,
             stdout=log,
@@ -177,9 +181,8 @@ def run(out: Path, seconds_each: float) -> dict:
         deadline = time.monotonic() + 30
         label = None
         while label is None and time.monotonic() < deadline and serve.poll() is None:
-            for line in log_path.read_text().splitlines():
-                if "MIDI output open: " in line:
-                    label = line.split("MIDI output open: ", 1)[1].split(" (", 1)[0]
+            with contextlib.suppress(FileNotFoundError):
+                label = json.loads(ready_path.read_text()).get("midi_out")
             time.sleep(0.05)
         if label is None:
             raise RuntimeError("livekomp serve did not start")

@@ -4,6 +4,7 @@ third-party tools that talk to it (jack_midi_dump, jack_connect, oscsend)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -21,14 +22,19 @@ def free_udp_port() -> int:
         return sock.getsockname()[1]
 
 
+READY_STATES = ("port_open", "ready", "stopped")
+
+
 class Serve:
-    """`livekomp serve` in a subprocess, its log in a file we can wait on."""
+    """`livekomp serve` in a subprocess: its state read from its `--ready-file`, its log kept in
+    a file for the assertions about what it told the performer."""
 
     def __init__(self, tmp_path: Path, *args: str) -> None:
         self.osc_port = free_udp_port()
         self.log_path = tmp_path / "serve.log"
         self.summary_path = tmp_path / "summary.json"
         self.record_path = tmp_path / "live.mid"
+        self.ready_path = tmp_path / "ready.json"
         self._log = self.log_path.open("w")
         command = [
             sys.executable,
@@ -43,6 +49,8 @@ class Serve:
             str(self.summary_path),
             "--record",
             str(self.record_path),
+            "--ready-file",
+            str(self.ready_path),
             *args,
         ]
         self.process = subprocess.Popen(
@@ -68,9 +76,29 @@ class Serve:
             time.sleep(0.05)
         raise AssertionError(f"livekomp serve never logged {text!r}:\n{self.log()}")
 
+    def state(self) -> dict[str, object]:
+        """The server's last word in its ready file ({} before the first)."""
+        try:
+            return json.loads(self.ready_path.read_text())
+        except FileNotFoundError:
+            return {}
+
+    def wait_ready(self, state: str = "ready", timeout_s: float = 20.0) -> dict[str, object]:
+        """Wait until the server says `state` or a later one (see `livekomp.app.ReadyFile`)."""
+        wanted = READY_STATES.index(state)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            said = self.state()
+            if said and READY_STATES.index(str(said["state"])) >= wanted:
+                return said
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.02)
+        raise AssertionError(f"livekomp serve never said {state!r}:\n{self.log()}")
+
     def port_label(self) -> str:
-        line = self.wait_for("MIDI output open: ")
-        return line.split("MIDI output open: ", 1)[1].split(" (", 1)[0]
+        """The MIDI output's name, as soon as it exists (connect now to hear the first bar)."""
+        return str(self.wait_ready("port_open")["midi_out"])
 
     def stop(
         self, signum: int = signal.SIGTERM, timeout_s: float = 10.0, *, group: bool = False
@@ -222,7 +250,7 @@ def _master_main(conn, client_name: str, jitter_s: float, seed: int, rt_priority
 
     import rtmidi
 
-    from livekomp.timing.sender import set_realtime
+    from livekomp.dispatch.sender import set_realtime
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the test run ends it, not Ctrl-C
     midi_out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=client_name)

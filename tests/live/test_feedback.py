@@ -37,7 +37,7 @@ def test_feedback_reaches_oscdump(serve_factory, tmp_path):
 
     try:
         serve = serve_factory("--bpm", "120", "--feedback", f"127.0.0.1:{port}")
-        serve.wait_for("listening for OSC")
+        serve.wait_ready()
         started_s = time.monotonic()
         time.sleep(2.5)
         oscsend(serve.osc_port, "/livekomp/valence", "f", -0.8)

@@ -181,7 +181,7 @@ def test_follows_a_jack_clock_master_through_tempo_changes_stop_and_song_positio
     serve = serve_factory("--clock", "midi", "--midi-clock-in", master.port, "--bpm", "120")
     connect(serve.port_label(), dump.port)
     connect(master.port, dump.port)
-    serve.wait_for("listening for OSC")
+    serve.wait_ready()
     dropped = 48 + 24 * 5 + 7  # one tick in the sixth beat after Start never goes out
     master.play(
         [
@@ -262,7 +262,7 @@ def test_a_lost_master_clock_keeps_time_releases_and_waits(serve_factory, midi_d
     )
     connect(serve.port_label(), dump.port)
     connect(master.port, dump.port)
-    serve.wait_for("listening for OSC")
+    serve.wait_ready()
     master.play([("start",), ("ticks", 120, 24 * 10)])  # then silence: no Stop
     master.wait()
     serve.wait_for("MIDI clock lost", timeout_s=10)
@@ -292,7 +292,7 @@ def test_a_clock_source_unplugged_and_back_is_reopened(serve_factory, jack_serve
     master = ClockMaster(name)
     serve = serve_factory("--clock", "midi", "--midi-clock-in", master.port)
     try:
-        serve.wait_for("listening for OSC")
+        serve.wait_ready()
         master.play([("start",), ("ticks", 120, 24 * 4), ("stop",)])
         master.wait()
         serve.wait_for("MIDI clock: Stop at beat 4.00")

@@ -27,7 +27,7 @@ def test_a_lost_output_is_released_and_reopened_when_it_returns(serve_factory, t
     first = MidiDump(tmp_path, name)
     serve = serve_factory("--bpm", "100", "--midi-out", first.port)
     try:
-        serve.wait_for("listening for OSC")
+        serve.wait_ready()
         oscsend(serve.osc_port, "/livekomp/arousal", "f", -0.9)  # long notes: some sound
         time.sleep(3.0)
         first.close()  # unplugged
@@ -80,7 +80,7 @@ def test_a_lost_controller_input_is_reopened_when_it_returns(serve_factory):
     controller = plug_in()
     (port,) = [p for p in jack_ports() if p.endswith("lk-hot-ctl:faders")]
     serve = serve_factory("--bpm", "150", "--midi-in", port)
-    serve.wait_for("listening for OSC")
+    serve.wait_ready()
     controller.delete()  # unplugged
     serve.wait_for("is gone", timeout_s=10)
     controller = plug_in()

@@ -70,7 +70,7 @@ def test_a_valence_change_over_osc_is_heard_on_the_next_bars(serve_factory, midi
     # live path has its own test below.
     serve = serve_factory("--bpm", "120", "--key", "D", "--seed", "3", "--composer", "rules")
     connect(serve.port_label(), dump.port)
-    serve.wait_for("listening for OSC")
+    serve.wait_ready()
     oscsend(serve.osc_port, "/livekomp/xy", "ff", 0.05, 0.6)  # sad, a little excited
     time.sleep(5.0)  # 2.5 bars at 120 BPM
     oscsend(serve.osc_port, "/livekomp/valence", "f", 0.9)  # happy
@@ -128,7 +128,7 @@ def test_every_way_of_stopping_releases_all_notes(serve_factory, midi_dump, sign
     # Long, dense notes, so some are surely sounding when the signal lands.
     serve = serve_factory("--bpm", "90")
     connect(serve.port_label(), dump.port)
-    serve.wait_for("listening for OSC")
+    serve.wait_ready()
     oscsend(serve.osc_port, "/livekomp/arousal", "f", -0.9)
     time.sleep(3.3)
     assert serve.stop(signum, group=group) == 0
@@ -149,7 +149,7 @@ def test_panic_and_bad_input_do_not_stop_the_music(serve_factory, midi_dump):
     dump = midi_dump()
     serve = serve_factory("--bpm", "120")
     connect(serve.port_label(), dump.port)
-    serve.wait_for("listening for OSC")
+    serve.wait_ready()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         for garbage in (
             b"\x00\x01garbage",
@@ -180,7 +180,7 @@ def test_panic_and_bad_input_do_not_stop_the_music(serve_factory, midi_dump):
 
 def test_a_midi_controller_steers_the_mood(serve_factory):
     serve = serve_factory("--bpm", "150")
-    serve.wait_for("listening for OSC")
+    serve.wait_ready()
     (livekomp_in,) = [p for p in jack_ports() if p.endswith(":livekomp in")]
     controller = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name="lk-test-controller")
     try:
@@ -205,7 +205,7 @@ def test_even_a_killed_server_leaves_no_note_hanging(serve_factory, midi_dump):
     dump = midi_dump()
     serve = serve_factory("--bpm", "90")
     connect(serve.port_label(), dump.port)
-    serve.wait_for("listening for OSC")
+    serve.wait_ready()
     oscsend(serve.osc_port, "/livekomp/arousal", "f", -0.9)  # long notes
     time.sleep(3.3)
     serve.process.kill()
@@ -223,7 +223,7 @@ def test_the_neural_composer_plays_live_while_the_pad_sweeps(serve_factory, midi
     dump = midi_dump()
     serve = serve_factory("--bpm", "140", "--composer", "neural")
     connect(serve.port_label(), dump.port)
-    serve.wait_for("listening for OSC", timeout_s=60.0)  # torch import and warm-up come first
+    serve.wait_ready(timeout_s=60.0)  # torch import and warm-up come first
     assert "neural composer ready" in serve.log()
     for i in range(12):
         oscsend(serve.osc_port, "/livekomp/xy", "ff", (i % 4) / 3, ((i * 7) % 5) / 4)
@@ -262,7 +262,7 @@ def test_a_style_switch_over_osc_is_heard_from_the_next_bar(serve_factory, midi_
         "--style", "base", "--style", "penta", "--adapters", str(tmp_path / "adapters"),
     )  # fmt: skip
     connect(serve.port_label(), dump.port)
-    serve.wait_for("listening for OSC", timeout_s=90.0)
+    serve.wait_ready(timeout_s=90.0)
     assert "styles loaded: penta; playing base" in serve.log()
     time.sleep(3.0)  # two bars at 160 BPM
     oscsend(serve.osc_port, "/livekomp/style", "s", "penta")

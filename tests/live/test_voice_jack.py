@@ -62,7 +62,7 @@ def test_a_line_sent_over_osc_is_heard_from_the_next_bar_line(serve_factory, rec
     serve = serve_factory("--bpm", "120", "--audio-out", "system", "--no-responses")
     connect(serve.port_label(), recorder.midi_in.name)
     recorder.client.connect(portaudio_out(recorder), recorder.audio_in.name)
-    serve.wait_for("listening for OSC")
+    serve.wait_ready()
     time.sleep(2.3)  # into the second bar, away from a bar line
     sent_frame = recorder.frame_time
     oscsend(serve.osc_port, "/livekomp/say", "s", "Hello from the bar line.")
@@ -98,7 +98,7 @@ def test_a_line_sent_over_osc_is_heard_from_the_next_bar_line(serve_factory, rec
 def test_stopping_mid_line_silences_the_voice(serve_factory, recorder):
     serve = serve_factory("--bpm", "120", "--audio-out", "system", "--no-responses")
     recorder.client.connect(portaudio_out(recorder), recorder.audio_in.name)
-    serve.wait_for("listening for OSC")
+    serve.wait_ready()
     long_line = "This is a long line that goes on and on. " * 4
     oscsend(serve.osc_port, "/livekomp/say", "s", long_line)
     serve.wait_for("say on bar")
@@ -116,7 +116,7 @@ def test_stopping_mid_line_silences_the_voice(serve_factory, recorder):
 def test_osc_stop_silences_a_line_mid_word_and_the_server_plays_on(serve_factory, recorder):
     serve = serve_factory("--bpm", "120", "--audio-out", "system", "--no-responses")
     recorder.client.connect(portaudio_out(recorder), recorder.audio_in.name)
-    serve.wait_for("listening for OSC")
+    serve.wait_ready()
     oscsend(serve.osc_port, "/livekomp/say", "s", "This is a long line that goes on and on. " * 4)
     serve.wait_for("say on bar")
     time.sleep(2.5)  # the line is playing
@@ -143,7 +143,7 @@ def test_a_mood_word_over_osc_is_answered_from_the_lines_file(serve_factory, rec
     lines.write_text('[responses]\ngrief = ["Slowly now."]\njoy = ["Up we go."]\n')
     serve = serve_factory("--bpm", "120", "--audio-out", "system", "--lines", str(lines))
     recorder.client.connect(portaudio_out(recorder), recorder.audio_in.name)
-    serve.wait_for("listening for OSC")
+    serve.wait_ready()
     oscsend(serve.osc_port, "/livekomp/mood", "s", "grief")
     serve.wait_for("say on bar")
     time.sleep(2.5)

@@ -10,6 +10,9 @@ from collections.abc import Iterator
 import pytest
 import rtmidi
 
+from livekomp.clock.clock import MasterClock
+from livekomp.dispatch.dispatcher import Dispatcher
+from livekomp.dispatch.tracked import TrackedOutput
 from livekomp.music.messages import (
     CC_ALL_NOTES_OFF,
     CLOCK_TICK,
@@ -18,17 +21,8 @@ from livekomp.music.messages import (
     note_off,
     note_on,
 )
-from livekomp.outputs.midi import (
-    FanOut,
-    MemoryOutput,
-    MidiPortError,
-    RtMidiOutput,
-    TrackedOutput,
-    list_ports,
-)
-from livekomp.timing.clock import MasterClock
-from livekomp.timing.dispatcher import Dispatcher
-from tests.jack import START_HINT, jack_ports, jack_running
+from livekomp.outputs.midi import FanOut, MemoryOutput, MidiPortError, RtMidiOutput, list_ports
+from tests.jack import jack_ports
 
 JACK = rtmidi.API_UNIX_JACK
 TICK = bytes((CLOCK_TICK,))
@@ -156,10 +150,7 @@ def test_tracked_output_is_thread_safe() -> None:
 # -- a real JACK server ----------------------------------------------------------------------
 
 
-needs_jack = pytest.mark.skipif(
-    JACK not in rtmidi.get_compiled_api() or not jack_running(),
-    reason=f"needs a running JACK server: {START_HINT}",
-)
+needs_jack = pytest.mark.usefixtures("jack_server")
 
 
 def wait_for_port(name: str, timeout_s: float = 5.0) -> None:

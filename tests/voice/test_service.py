@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import trio
 
+from livekomp.clock.clock import MasterClock
 from livekomp.inputs.events import ControlEvent, Param
 from livekomp.mood import MoodState
-from livekomp.timing.clock import MasterClock
+from livekomp.speech import Speech
 from livekomp.voice.service import SpokenLine, VoiceConfig, VoiceService
-from livekomp.voice.tts import Speaker, Speech
+from livekomp.voice.tts import Speaker
 
 
 class RecordingSink:

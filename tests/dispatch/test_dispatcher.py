@@ -10,6 +10,15 @@ from collections.abc import Iterator
 import pytest
 import trio
 
+from livekomp.clock.clock import MasterClock
+from livekomp.dispatch.dispatcher import (
+    Dispatcher,
+    DispatcherError,
+    VirtualDispatcher,
+    open_dispatcher,
+    open_virtual_dispatcher,
+)
+from livekomp.dispatch.tracked import TrackedOutput
 from livekomp.measure import summarize_ms
 from livekomp.music.messages import (
     CC_ALL_NOTES_OFF,
@@ -17,16 +26,8 @@ from livekomp.music.messages import (
     note_off,
     note_on,
 )
-from livekomp.outputs.midi import MemoryOutput, SentMessage, TrackedOutput
-from livekomp.timing.clock import MasterClock
-from livekomp.timing.dispatcher import (
-    Dispatcher,
-    DispatcherError,
-    VirtualDispatcher,
-    open_dispatcher,
-    open_virtual_dispatcher,
-)
-from tests.timing.common import BPM, ORDERING_CASE, ORDERING_EXPECTED, TICK, at, wait_for
+from livekomp.outputs.midi import MemoryOutput, SentMessage
+from tests.dispatch.common import BPM, ORDERING_CASE, ORDERING_EXPECTED, TICK, at, wait_for
 
 
 class Live:
@@ -86,10 +87,12 @@ def test_a_tempo_change_moves_pending_messages(live: Live) -> None:
 
 def test_it_waits_while_the_clock_is_stopped(live: Live) -> None:
     live.dispatcher.submit([at(0, note_on(0, 60, 100))])
-    time.sleep(0.05)
-    assert live.sink.sent == []
-    live.clock.start()
+    # Beat 0 falls 0.3 s after the start: a message sent while the clock was stopped would
+    # carry an earlier time, however late it went.
+    start_s = live.clock.now_s() + 0.3
+    live.clock.start(start_s)
     wait_for(lambda: len(live.sink.sent) == 1)
+    assert live.sink.sent[0].time_s >= start_s
 
 
 def test_panic_releases_sounding_notes_and_drops_pending(live: Live) -> None:

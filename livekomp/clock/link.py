@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import trio
 
-from livekomp.timing.clock import MAX_BPM, MIN_BPM, MasterClock
+from livekomp.clock.clock import MAX_BPM, MIN_BPM, MasterClock
 
 log = logging.getLogger("livekomp.link")
 

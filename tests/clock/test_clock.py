@@ -1,7 +1,7 @@
 import pytest
 import trio
 
-from livekomp.timing.clock import MasterClock, TempoMap, check_bpm
+from livekomp.clock.clock import MasterClock, TempoMap, check_bpm
 
 
 class FakeTime:

@@ -53,6 +53,9 @@ from typing import Any, Literal
 
 import trio
 
+from livekomp.clock.clock import MasterClock, TempoMap, TempoSegment
+from livekomp.dispatch.dispatcher import DispatcherError, LatenessStats, MessageHeap
+from livekomp.dispatch.tracked import MidiSink, TrackedOutput
 from livekomp.music.messages import (
     CC_ALL_NOTES_OFF,
     CLOCK_STOP,
@@ -61,18 +64,8 @@ from livekomp.music.messages import (
     control_change,
     note_off,
 )
-from livekomp.outputs.midi import (
-    FanOut,
-    MemoryOutput,
-    MidiPortError,
-    MidiSink,
-    RtMidiOutput,
-    SentMessage,
-    TrackedOutput,
-)
+from livekomp.outputs.midi import FanOut, MemoryOutput, MidiPortError, RtMidiOutput, SentMessage
 from livekomp.outputs.midifile import MidiFileRecorder
-from livekomp.timing.clock import MasterClock, TempoMap, TempoSegment
-from livekomp.timing.dispatcher import DispatcherError, LatenessStats, MessageHeap
 
 log = logging.getLogger(__name__)
 

@@ -10,15 +10,16 @@ from functools import partial
 import pytest
 import trio
 
+from livekomp.clock.clock import MasterClock
+from livekomp.clock.follow import FollowConfig, MidiClockFollower, TickFilter
 from livekomp.composer import ComposerService
+from livekomp.dispatch.dispatcher import VirtualDispatcher
+from livekomp.dispatch.tracked import TrackedOutput
 from livekomp.mood import MoodState
 from livekomp.music import messages
 from livekomp.music.rules import RuleComposer
-from livekomp.outputs.midi import MemoryOutput, TrackedOutput
+from livekomp.outputs.midi import MemoryOutput
 from livekomp.performer import Performer, PerformerConfig
-from livekomp.timing.clock import MasterClock
-from livekomp.timing.dispatcher import VirtualDispatcher
-from livekomp.timing.follow import FollowConfig, MidiClockFollower, TickFilter
 
 JACK_PERIOD_S = 128 / 48_000  # the transport jitter of the live tests: one JACK period
 

@@ -41,6 +41,7 @@ from functools import partial
 import rtmidi
 import trio
 
+from livekomp.clock.clock import MAX_BPM, MIN_BPM, MasterClock
 from livekomp.midiports import (
     CLIENT_NAME,
     StampedInput,
@@ -50,7 +51,6 @@ from livekomp.midiports import (
     serve_stamped_input,
 )
 from livekomp.music import messages
-from livekomp.timing.clock import MAX_BPM, MIN_BPM, MasterClock
 
 log = logging.getLogger("livekomp.clock")
 

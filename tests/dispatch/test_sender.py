@@ -21,6 +21,14 @@ import pytest
 import rtmidi
 import trio
 
+from livekomp.clock.clock import MasterClock
+from livekomp.dispatch.dispatcher import DispatcherError
+from livekomp.dispatch.sender import (
+    OutputSpec,
+    ProcessDispatcher,
+    RecordSpec,
+    open_process_dispatcher,
+)
 from livekomp.music.messages import (
     CC_ALL_NOTES_OFF,
     CLOCK_STOP,
@@ -29,17 +37,8 @@ from livekomp.music.messages import (
     note_on,
 )
 from livekomp.outputs.midi import MidiPortError
-from livekomp.timing.clock import MasterClock
-from livekomp.timing.dispatcher import DispatcherError
-from livekomp.timing.sender import (
-    OutputSpec,
-    ProcessDispatcher,
-    RecordSpec,
-    open_process_dispatcher,
-)
-from tests.jack import jack_running
+from tests.dispatch.common import BPM, ORDERING_CASE, ORDERING_EXPECTED, TICK, at, wait_for
 from tests.live.peers import MidiDump, connect
-from tests.timing.common import BPM, ORDERING_CASE, ORDERING_EXPECTED, TICK, at, wait_for
 
 STOP = bytes((CLOCK_STOP,))
 REPO = Path(__file__).resolve().parents[2]
@@ -133,10 +132,16 @@ def test_a_tempo_change_moves_pending_messages(rig: Rig) -> None:
 
 def test_it_waits_while_the_clock_is_stopped(rig: Rig) -> None:
     rig.dispatcher.submit([at(0, note_on(0, 60, 100))])
-    time.sleep(0.05)
-    assert rig.dispatcher.status().sent == 0
-    rig.clock.start()
+    # The child answers in order: by its answer it has taken the message and not sent it.
+    status = rig.dispatcher.status()
+    assert (status.pending, status.sent) == (1, 0)
+    # Beat 0 falls 0.3 s after the start: a message sent while stopped would carry an earlier
+    # time, however late it went.
+    start_s = rig.clock.now_s() + 0.3
+    rig.clock.start(start_s)
     rig.wait_sent(1)
+    rig.dispatcher.close()
+    assert rig.dispatcher.sent[0].time_s >= start_s
 
 
 def test_cancel_from_keeps_note_offs_of_sounding_notes(rig: Rig) -> None:
@@ -315,8 +320,8 @@ PARENT_SCRIPT = textwrap.dedent(
     import sys, time
     import rtmidi
     from livekomp.music.messages import ScheduledMessage, note_off, note_on
-    from livekomp.timing.clock import MasterClock
-    from livekomp.timing.sender import OutputSpec, ProcessDispatcher, RecordSpec
+    from livekomp.clock.clock import MasterClock
+    from livekomp.dispatch.sender import OutputSpec, ProcessDispatcher, RecordSpec
 
     kind, record_path = sys.argv[1], sys.argv[2]
     spec = (
@@ -394,16 +399,7 @@ def test_parent_death_releases_records_and_ends_the_child(tmp_path: Path) -> Non
 
 
 @pytest.fixture
-def jack() -> None:
-    if not jack_running():
-        pytest.skip(
-            "jack_lsp failed: no JACK server running "
-            "(start one: jackd -d dummy -r 48000 -p 128 & jack_wait -w -t 10)"
-        )
-
-
-@pytest.fixture
-def dump(tmp_path: Path, jack: None) -> Iterator[MidiDump]:
+def dump(tmp_path: Path, jack_server: None) -> Iterator[MidiDump]:
     receiver = MidiDump(tmp_path, f"lksender{os.getpid()}")
     yield receiver
     receiver.close()
@@ -448,7 +444,7 @@ def test_a_virtual_jack_port_reaches_jack_midi_dump(dump: MidiDump) -> None:
 
 
 @pytest.mark.jack
-def test_a_missing_port_fails_start_with_the_childs_message(jack: None) -> None:
+def test_a_missing_port_fails_start_with_the_childs_message(jack_server: None) -> None:
     spec = OutputSpec.rtmidi("no-such-port-anywhere", api=rtmidi.API_UNIX_JACK)
     dispatcher = ProcessDispatcher(MasterClock(BPM), spec)
     with pytest.raises(MidiPortError, match="no MIDI output port matches 'no-such-port"):

@@ -1,7 +1,7 @@
 """Sends each scheduled MIDI message at its time.
 
 trio's timers wake up to a millisecond late, so sending happens off the trio loop. Live, the
-sender is a child process (`livekomp.timing.sender.ProcessDispatcher`): a thread in the server's
+sender is a child process (`livekomp.dispatch.sender.ProcessDispatcher`): a thread in the server's
 process must wait for the GIL while the composer runs Python. `Dispatcher`, the thread, is kept
 for tests and benchmarks: it sleeps on a condition variable until `spin_s` before the earliest
 deadline, then busy-spins on the clock to the deadline and sends everything due, under
@@ -33,10 +33,10 @@ from contextlib import asynccontextmanager
 
 import trio
 
+from livekomp.clock.clock import MasterClock, TempoMap
+from livekomp.dispatch.tracked import TrackedOutput
 from livekomp.measure import summarize_ms
 from livekomp.music.messages import ScheduledMessage, is_note_off
-from livekomp.outputs.midi import TrackedOutput
-from livekomp.timing.clock import MasterClock, TempoMap
 
 log = logging.getLogger(__name__)
 

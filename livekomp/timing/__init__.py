@@ -1,1 +1,0 @@
-"""Clocks (time in beats, converted to seconds in one place) and the precise dispatcher."""
