@@ -34,7 +34,7 @@ from livekomp.composer import (
 )
 from livekomp.config import ConfigError, LiveConfig
 from livekomp.dispatch.dispatcher import DispatcherError
-from livekomp.dispatch.sender import OutputSpec, ProcessDispatcher, RecordSpec
+from livekomp.dispatch.sender import ProcessDispatcher
 from livekomp.files import write_json_atomically
 from livekomp.inputs.events import ControlEvent
 from livekomp.inputs.mapping import load_mapping
@@ -47,6 +47,8 @@ from livekomp.music.phrase import style_label
 from livekomp.music.rules import RuleComposer
 from livekomp.music.theory import parse_key
 from livekomp.outputs.audio import AudioError, AudioOut, open_audio_out
+from livekomp.outputs.midi import OutputSpec
+from livekomp.outputs.midifile import RecordSpec
 from livekomp.outputs.osc import FeedbackSnapshot, parse_target, serve_feedback
 from livekomp.outputs.report import RunReport
 from livekomp.performer import PerformerConfig

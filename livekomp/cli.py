@@ -785,8 +785,8 @@ def _user_problems(exc: BaseException) -> list[str] | None:
     from livekomp.dispatch.dispatcher import DispatcherError
     from livekomp.inputs.mapping import MappingError
     from livekomp.inputs.setlist import SetlistError
+    from livekomp.midiports import MidiPortError
     from livekomp.outputs.audio import AudioError
-    from livekomp.outputs.midi import MidiPortError
     from livekomp.voice.lines import LinesError
 
     # DispatcherError: the MIDI sender failed mid-set (a port vanished); it released the notes

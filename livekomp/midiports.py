@@ -70,6 +70,10 @@ def api_name(api: int) -> str:
     return rtmidi.get_api_name(api)
 
 
+class MidiPortError(OSError):
+    """A MIDI port could not be opened, found or written to."""
+
+
 class MidiPortNotFound(OSError):
     """No (or more than one) MIDI input port matches the requested name.
 

@@ -35,13 +35,14 @@ sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 from livekomp.clock.clock import MasterClock
 from livekomp.dispatch.dispatcher import Dispatcher
-from livekomp.dispatch.sender import OutputSpec, ProcessDispatcher
+from livekomp.dispatch.sender import ProcessDispatcher
 from livekomp.dispatch.tracked import TrackedOutput
+from livekomp.dispatch.wire import SentMessage
 from livekomp.measure import summarize_ms
 from livekomp.music.messages import ScheduledMessage, note_off, note_on
 from livekomp.music.phrase import BarRequest
 from livekomp.music.rules import RuleComposer
-from livekomp.outputs.midi import MemoryOutput, SentMessage
+from livekomp.outputs.midi import MemoryOutput, OutputSpec
 
 BPM = 120.0
 STEPS_PER_BEAT = 96  # one event per 1/96 beat: 5.2 ms apart at 120 BPM, 2,000 events in ~10 s

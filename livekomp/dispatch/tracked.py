@@ -49,6 +49,22 @@ def call_all(calls: Iterable[Callable[[], None]]) -> None:
         raise first
 
 
+class FanOut:
+    """Sends every message to several sinks (the live port and the `.mid` recorder).
+
+    One failing sink does not starve the others: all are tried, then the first error is raised.
+    """
+
+    def __init__(self, sinks: Iterable[MidiSink]) -> None:
+        self.sinks = tuple(sinks)
+
+    def send(self, data: bytes, beat: float) -> None:
+        call_all([lambda s=s: s.send(data, beat) for s in self.sinks])
+
+    def close(self) -> None:
+        call_all([s.close for s in self.sinks])
+
+
 class TrackedOutput:
     """Wraps a sink and remembers every sounding note, so that all of them can be released.
 

@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
-from typing import NamedTuple
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
 
 import rtmidi
 
-from livekomp.dispatch.tracked import MidiSink, call_all
-from livekomp.midiports import CLIENT_NAME, api_name
+from livekomp.dispatch.tracked import MidiSink
+from livekomp.dispatch.wire import SentMessage
+from livekomp.midiports import CLIENT_NAME, MidiPortError, api_name
 
 log = logging.getLogger(__name__)
 
@@ -34,10 +36,6 @@ JACK_HINT = (
     "is a JACK server running? Start one with: jackd -d dummy -r 48000 -p 128 & "
     "then: jack_wait -w -t 10"
 )
-
-
-class MidiPortError(OSError):
-    """A MIDI port could not be opened, found or written to."""
 
 
 def _open_error(api: int, action: str, err: BaseException) -> MidiPortError:
@@ -176,12 +174,6 @@ class RtMidiOutput:
             self._midi_out.delete()
 
 
-class SentMessage(NamedTuple):
-    beat: float
-    data: bytes
-    time_s: float
-
-
 class MemoryOutput:
     """Records what it is sent, with the time it arrived: the fake port for tests and benchmarks."""
 
@@ -203,17 +195,70 @@ class MemoryOutput:
         return [m.data for m in self.sent]
 
 
-class FanOut:
-    """Sends every message to several sinks (the live port and the `.mid` recorder).
+# -- what the sender process opens ----------------------------------------------------------
 
-    One failing sink does not starve the others: all are tried, then the first error is raised.
+
+@dataclass(frozen=True, slots=True)
+class OutputSpec:
+    """Which MIDI output the sender process opens (the output itself cannot cross processes):
+    a `livekomp.dispatch.wire.OutputOpener`, opened in the child.
+
+    `kind="rtmidi"`: a python-rtmidi port on `api`, virtual when `port_name` is None (see
+    `RtMidiOutput`). `kind="memory"`: a `MemoryOutput` whose messages come back to the parent at
+    close (tests, benchmarks); with `fail_on`, sending that message raises, like a port that
+    vanished mid-set.
     """
 
-    def __init__(self, sinks: Iterable[MidiSink]) -> None:
-        self.sinks = tuple(sinks)
+    kind: Literal["rtmidi", "memory"]
+    port_name: str | None = None
+    api: int | None = None
+    fail_on: bytes | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in _OPENERS:
+            raise ValueError(f"unknown output kind {self.kind!r}; choose {', '.join(_OPENERS)}")
+        if self.kind == "rtmidi" and self.api is None:
+            raise ValueError("an rtmidi output needs its api (see livekomp.midiports.choose_api)")
+
+    @classmethod
+    def rtmidi(cls, port_name: str | None, *, api: int) -> OutputSpec:
+        return cls("rtmidi", port_name=port_name, api=api)
+
+    @classmethod
+    def memory(cls, *, fail_on: bytes | None = None) -> OutputSpec:
+        return cls("memory", fail_on=fail_on)
+
+    def open(self) -> tuple[MidiSink, str]:
+        """The output and the name a peer sees it by (called in the sender process)."""
+        return _OPENERS[self.kind](self)
+
+
+class _VanishingOutput(MemoryOutput):
+    """A memory port that raises on one message, like a port that vanished mid-set."""
+
+    def __init__(self, fail_on: bytes) -> None:
+        super().__init__(now_s=time.perf_counter)
+        self.fail_on = fail_on
 
     def send(self, data: bytes, beat: float) -> None:
-        call_all([lambda s=s: s.send(data, beat) for s in self.sinks])
+        if data == self.fail_on:
+            raise MidiPortError("port vanished")
+        super().send(data, beat)
 
-    def close(self) -> None:
-        call_all([s.close for s in self.sinks])
+
+def _open_rtmidi(spec: OutputSpec) -> tuple[MidiSink, str]:
+    assert spec.api is not None  # checked in OutputSpec
+    port = RtMidiOutput(spec.port_name, api=spec.api)
+    return port, port.port_label
+
+
+def _open_memory(spec: OutputSpec) -> tuple[MidiSink, str]:
+    if spec.fail_on is not None:
+        return _VanishingOutput(spec.fail_on), "memory (fails)"
+    return MemoryOutput(now_s=time.perf_counter), "memory"
+
+
+_OPENERS: dict[str, Callable[[OutputSpec], tuple[MidiSink, str]]] = {
+    "rtmidi": _open_rtmidi,
+    "memory": _open_memory,
+}

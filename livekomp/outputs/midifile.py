@@ -8,6 +8,7 @@ and are left out. Writing is deterministic: the same messages give the same byte
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import mido
@@ -145,3 +146,22 @@ def _track(timed: list[tuple[int, mido.Message | mido.MetaMessage]]) -> mido.Mid
         now = tick
     track.append(mido.MetaMessage("end_of_track", time=0))
     return track
+
+
+@dataclass(frozen=True, slots=True)
+class RecordSpec:
+    """A `.mid` file the sender process records everything it sends into: a
+    `livekomp.dispatch.wire.RecorderOpener`, opened in the child.
+
+    It is written when the child ends, whichever way: close, a stop signal, or the parent's death.
+    """
+
+    path: str | Path
+    title: str = "livekomp"
+    beats_per_bar: int = 4
+    bpm: float = 120.0
+
+    def open(self) -> MidiFileRecorder:
+        return MidiFileRecorder(
+            self.path, title=self.title, beats_per_bar=self.beats_per_bar, bpm=self.bpm
+        )

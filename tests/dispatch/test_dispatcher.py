@@ -19,6 +19,7 @@ from livekomp.dispatch.dispatcher import (
     open_virtual_dispatcher,
 )
 from livekomp.dispatch.tracked import TrackedOutput
+from livekomp.dispatch.wire import SentMessage
 from livekomp.measure import summarize_ms
 from livekomp.music.messages import (
     CC_ALL_NOTES_OFF,
@@ -26,7 +27,7 @@ from livekomp.music.messages import (
     note_off,
     note_on,
 )
-from livekomp.outputs.midi import MemoryOutput, SentMessage
+from livekomp.outputs.midi import MemoryOutput
 from tests.dispatch.common import BPM, ORDERING_CASE, ORDERING_EXPECTED, TICK, at, wait_for
 
 

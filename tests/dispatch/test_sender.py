@@ -23,12 +23,8 @@ import trio
 
 from livekomp.clock.clock import MasterClock
 from livekomp.dispatch.dispatcher import DispatcherError
-from livekomp.dispatch.sender import (
-    OutputSpec,
-    ProcessDispatcher,
-    RecordSpec,
-    open_process_dispatcher,
-)
+from livekomp.dispatch.sender import ProcessDispatcher, open_process_dispatcher
+from livekomp.midiports import MidiPortError
 from livekomp.music.messages import (
     CC_ALL_NOTES_OFF,
     CLOCK_STOP,
@@ -36,7 +32,8 @@ from livekomp.music.messages import (
     note_off,
     note_on,
 )
-from livekomp.outputs.midi import MidiPortError
+from livekomp.outputs.midi import OutputSpec
+from livekomp.outputs.midifile import RecordSpec
 from tests.dispatch.common import BPM, ORDERING_CASE, ORDERING_EXPECTED, TICK, at, wait_for
 from tests.live.peers import MidiDump, connect
 
@@ -321,7 +318,9 @@ PARENT_SCRIPT = textwrap.dedent(
     import rtmidi
     from livekomp.music.messages import ScheduledMessage, note_off, note_on
     from livekomp.clock.clock import MasterClock
-    from livekomp.dispatch.sender import OutputSpec, ProcessDispatcher, RecordSpec
+    from livekomp.dispatch.sender import ProcessDispatcher
+    from livekomp.outputs.midi import OutputSpec
+    from livekomp.outputs.midifile import RecordSpec
 
     kind, record_path = sys.argv[1], sys.argv[2]
     spec = (

@@ -250,7 +250,7 @@ def _master_main(conn, client_name: str, jitter_s: float, seed: int, rt_priority
 
     import rtmidi
 
-    from livekomp.dispatch.sender import set_realtime
+    from livekomp.dispatch.child import set_realtime
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the test run ends it, not Ctrl-C
     midi_out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=client_name)

@@ -12,7 +12,8 @@ import rtmidi
 
 from livekomp.clock.clock import MasterClock
 from livekomp.dispatch.dispatcher import Dispatcher
-from livekomp.dispatch.tracked import TrackedOutput
+from livekomp.dispatch.tracked import FanOut, TrackedOutput
+from livekomp.midiports import MidiPortError
 from livekomp.music.messages import (
     CC_ALL_NOTES_OFF,
     CLOCK_TICK,
@@ -21,7 +22,7 @@ from livekomp.music.messages import (
     note_off,
     note_on,
 )
-from livekomp.outputs.midi import FanOut, MemoryOutput, MidiPortError, RtMidiOutput, list_ports
+from livekomp.outputs.midi import MemoryOutput, RtMidiOutput, list_ports
 from tests.jack import jack_ports
 
 JACK = rtmidi.API_UNIX_JACK
