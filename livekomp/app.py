@@ -43,7 +43,7 @@ from livekomp.inputs.osc import serve_osc
 from livekomp.inputs.stats import InputStats
 from livekomp.midiports import api_name, choose_api
 from livekomp.mood import MoodState
-from livekomp.music.phrase import style_label
+from livekomp.music.phrase import BASE_STYLE
 from livekomp.music.rules import RuleComposer
 from livekomp.music.theory import parse_key
 from livekomp.outputs.audio import AudioError, AudioOut, open_audio_out
@@ -184,9 +184,9 @@ async def serve_live(config: LiveConfig) -> None:
     neural = not isinstance(primary, RuleComposer)
     styles = loaded_styles(primary)
     refused = refuse_styles(primary, settings.styles)
-    style = config.initial_style if config.initial_style in styles else ""
+    style = config.initial_style if config.initial_style in styles else BASE_STYLE
     if styles:
-        log.info("styles loaded: %s; playing %s", ", ".join(styles), style_label(style))
+        log.info("styles loaded: %s; playing %s", ", ".join(styles), style)
 
     def heading() -> tuple[float, float]:
         target = mood.target()
@@ -293,7 +293,7 @@ async def serve_live(config: LiveConfig) -> None:
             beat=beat,
             scene=session.scene,
             line=session.line,
-            style=style_label(performer.style),
+            style=performer.style,
             composer_fresh=outcomes["fresh"],
             composer_buffered=outcomes["buffered"],
             composer_fallbacks=outcomes["fallback"],

@@ -183,12 +183,14 @@ def _composer_settings(args: argparse.Namespace) -> ComposerSettings:
 
 
 def _style(args: argparse.Namespace) -> str:
-    """The `--style` of rehearse and generate, as a `BarRequest.style` ("" for base)."""
-    return "" if args.style is None else _checked_style(args.style)
+    """The `--style` of rehearse and generate, as a `BarRequest.style`."""
+    from livekomp.music.phrase import BASE_STYLE
+
+    return BASE_STYLE if args.style is None else _checked_style(args.style)
 
 
 def _checked_style(name: str) -> str:
-    """A `--style` value as a `BarRequest.style` ("" for base); a bad name is a ConfigError."""
+    """A `--style` value as a `BarRequest.style`; a bad name is a ConfigError."""
     from livekomp.config import ConfigError
     from livekomp.music.phrase import parse_style
 
@@ -591,10 +593,11 @@ def _run_ports(args: argparse.Namespace) -> int:
 
 def _run_layout(args: argparse.Namespace) -> int:
     from livekomp.inputs.mapping import load_mapping
+    from livekomp.music.phrase import adapters
     from livekomp.touchosc import write_layout
 
     mapping = load_mapping(args.mapping or ["touchosc"])
-    styles = [style for style in map(_checked_style, args.style) if style]
+    styles = list(adapters(map(_checked_style, args.style)))
     layout = write_layout(mapping, args.out, styles)
     controls = sum(len(names) for names in layout.controls.values())
     print(f"wrote {args.out}: {controls} controls for {len(layout.controls)} OSC addresses")

@@ -12,8 +12,8 @@ runs inline, so the result is deterministic for a seed.
 A primary with an `accept(request, bar)` method is told which bar was really played (fresh,
 buffered or the fallback's), so its memory of the music is what the audience heard.
 
-Style adapters: each request names the style it is composed in (`BarRequest.style`, "" for the
-base models). A buffered bar only ever answers a request for its own style, metre and key. When
+Style adapters: each request names the style it is composed in (`BarRequest.style`, `BASE_STYLE` for
+the base models). A buffered bar only ever answers a request for its own style, metre and key. When
 a request's style differs from the one before it, the phrases buffered for the old style are
 dropped at the switch and the buffer refills for the new one: a switch is heard from the bar it
 was asked for, and a late model then gives way to the rules, never to a bar of the old style.
@@ -34,7 +34,7 @@ from typing import Protocol
 import trio
 
 from livekomp.measure import summarize_ms
-from livekomp.music.phrase import BarRequest, ComposedBar, style_label
+from livekomp.music.phrase import BASE_STYLE, BarRequest, ComposedBar
 from livekomp.music.rules import RuleComposer
 
 log = logging.getLogger("livekomp.composer")
@@ -115,7 +115,7 @@ def refuse_styles(primary: Composer, wanted: Iterable[str]) -> dict[str, str]:
     refused = dict(getattr(primary, "refused_styles", {}))
     loaded = loaded_styles(primary)
     for name in wanted:
-        if name and name not in loaded and name not in refused:
+        if name != BASE_STYLE and name not in loaded and name not in refused:
             refused[name] = f"the {primary.name} composer has no style adapters"
     for name, reason in refused.items():
         told = reason if repr(name) in reason else f"style {name!r}: {reason}"
@@ -255,7 +255,7 @@ class ComposerService:
             self.buffer.clear()
             log.info(
                 "composer: style %s from bar %d; %d bars buffered for the old style dropped",
-                style_label(request.style),
+                request.style,
                 request.index,
                 dropped,
             )

@@ -21,7 +21,7 @@ from typing import Any
 
 from livekomp.clock.clock import MAX_BPM, MIN_BPM
 from livekomp.composer import COMPOSERS, ComposerSettings
-from livekomp.music.phrase import parse_style
+from livekomp.music.phrase import BASE_STYLE, adapters, parse_style
 from livekomp.music.theory import parse_key
 from livekomp.tomlfile import read_toml
 from livekomp.voice import VOICE_CHOICES
@@ -89,14 +89,14 @@ class LiveConfig:
             int8=self.int8,
             checkpoints=self.checkpoints,
             budget_ms=self.budget_ms,
-            styles=tuple(dict.fromkeys(s for s in map(parse_style, self.styles) if s)),
+            styles=adapters(map(parse_style, self.styles)),
             adapters=self.adapters,
         )
 
     @property
     def initial_style(self) -> str:
         """The style the set starts in (a `BarRequest.style`): the first of `styles`."""
-        return parse_style(self.styles[0]) if self.styles else ""
+        return parse_style(self.styles[0]) if self.styles else BASE_STYLE
 
     def __post_init__(self) -> None:
         checks = {

@@ -26,6 +26,7 @@ from livekomp.mood import Mood, MoodState
 from livekomp.music import messages
 from livekomp.music.messages import ScheduledMessage
 from livekomp.music.phrase import (
+    BASE_STYLE,
     PART_CHANNELS,
     BarRequest,
     ComposedBar,
@@ -142,7 +143,7 @@ class Performer:
         *,
         on_bar: BarListener | None = None,
         duck: Callable[[float], float] | None = None,
-        style: str = "",
+        style: str = BASE_STYLE,
     ) -> None:
         self.clock = clock
         self.dispatcher = dispatcher
@@ -151,7 +152,7 @@ class Performer:
         self.config = config
         self.on_bar = on_bar
         self.duck = duck  # beat → velocity factor while a line is spoken (the voice's ducking)
-        self.style = style  # the style adapter the next bar planned is composed in; "" = base
+        self.style = style  # the style the next bar planned is composed in
         self.bars_played = 0
         self._origin_beat = 0.0  # the beat of bar 0 of the current take
         self._planned_until = 0.0

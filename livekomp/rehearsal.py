@@ -32,6 +32,7 @@ from livekomp.dispatch.tracked import TrackedOutput
 from livekomp.inputs.events import ControlEvent, Param
 from livekomp.inputs.setlist import Setlist, serve_setlist
 from livekomp.mood import Mood, MoodState
+from livekomp.music.phrase import BASE_STYLE, adapters
 from livekomp.music.theory import parse_key
 from livekomp.outputs.midifile import MidiFileRecorder
 from livekomp.outputs.report import RunReport
@@ -103,12 +104,12 @@ def rehearse(
     composer: ComposerSettings | None = None,
     initial_mood: Mood | None = None,
     audio: AudioOptions | None = None,
-    style: str = "",
+    style: str = BASE_STYLE,
 ) -> RehearsalResult:
     """Render `setlist` to `out_dir/set.mid` and `out_dir/summary.json` (with `audio`, also
     `out_dir/set.wav`).
 
-    The set starts in `style` (a `BarRequest.style`: "" is the base models); the adapters for it
+    The set starts in `style` (a `BarRequest.style`); the adapters for it
     and for every style the cues name are loaded first. A style that fails to load is refused in
     one warning line; its cues are dropped and the style before plays on.
 
@@ -118,11 +119,11 @@ def rehearse(
     out_dir = Path(out_dir)
     seed = seed if seed is not None else (setlist.seed if setlist.seed is not None else 0)
     settings = composer or ComposerSettings()
-    wanted = tuple(dict.fromkeys(s for s in (*settings.styles, style, *setlist.styles) if s))
+    wanted = adapters((*settings.styles, style, *setlist.styles))
     primary, unavailable = build_composer(replace(settings, styles=wanted), seed)
     refused = refuse_styles(primary, wanted)
-    if style not in ("", *loaded_styles(primary)):
-        style = ""
+    if style not in (BASE_STYLE, *loaded_styles(primary)):
+        style = BASE_STYLE
     voice = None
     if audio is not None:
         speaker = open_speaker(_seeded(audio.voice, seed))

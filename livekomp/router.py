@@ -18,7 +18,7 @@ import trio
 from livekomp.affect import Mood
 from livekomp.clock.clock import MasterClock
 from livekomp.inputs.events import ControlEvent, Param
-from livekomp.music.phrase import parse_style, style_label
+from livekomp.music.phrase import BASE_STYLE, parse_style
 from livekomp.ratelog import RateLimitedLog
 
 log = logging.getLogger("livekomp.router")
@@ -140,7 +140,7 @@ class ControlRouter:
         except ValueError as exc:
             self.styles_dropped += 1
             choices = ", ".join(
-                f"{i} {style_label(name)}" for i, name in enumerate(("", *self.styles), 1)
+                f"{i} {name}" for i, name in enumerate((BASE_STYLE, *self.styles), 1)
             )
             self._drop_log.warning(
                 "style",
@@ -150,11 +150,11 @@ class ControlRouter:
             return
         if style != self.transport.style:
             self.transport.style = style
-            log.info("style → %s from bar %d", style_label(style), self.transport.next_bar)
+            log.info("style → %s from bar %d", style, self.transport.next_bar)
 
     def _style_for(self, value: str) -> str:
         """The `BarRequest.style` a style event asks for; ValueError if it is not loaded."""
-        choices = ("", *self.styles)
+        choices = (BASE_STYLE, *self.styles)
         text = value.strip()
         if text.isdigit():
             number = int(text)

@@ -23,7 +23,7 @@ from livekomp.clock.clock import MasterClock
 from livekomp.composer import ComposerService
 from livekomp.inputs.events import ControlEvent, Param
 from livekomp.mood import MoodState
-from livekomp.music.phrase import ComposedBar
+from livekomp.music.phrase import BASE_STYLE, ComposedBar
 from livekomp.outputs.report import RunReport
 from livekomp.performer import Dispatch, Performer, PerformerConfig
 from livekomp.router import ControlRouter
@@ -55,7 +55,7 @@ class FollowHooks:
     on_transport: Callable[[bool], None] | None = None
 
 
-def log_bar(bar: ComposedBar, mood: Mood, style: str = "") -> None:
+def log_bar(bar: ComposedBar, mood: Mood, style: str = BASE_STYLE) -> None:
     counts = " ".join(f"{part.value[0]}{len(notes)}" for part, notes in bar.parts.items())
     log.info(
         "bar %4d | v %+.2f a %+.2f | %-10s %-6s | %s%s | %s",
@@ -65,7 +65,7 @@ def log_bar(bar: ComposedBar, mood: Mood, style: str = "") -> None:
         bar.mode,
         bar.chord,
         bar.composer,
-        f" [{style}]" if style else "",
+        "" if style == BASE_STYLE else f" [{style}]",
         counts,
     )
 
@@ -88,7 +88,7 @@ class Session:
         mood: MoodState,
         report: RunReport,
         config: PerformerConfig,
-        style: str = "",
+        style: str = BASE_STYLE,
         styles: Sequence[str] = (),
         voice: VoiceParts | None = None,
         follow: FollowHooks | None = None,

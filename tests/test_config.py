@@ -98,5 +98,5 @@ def test_styles_from_a_file_and_flags(tmp_path):
     assert config.initial_style == "reel"
     # Flags win; "base" plays first and loads nothing.
     config = load_live_config(config_file, {"styles": ["base", "hymn", "hymn"]})
-    assert config.initial_style == "" and config.composer_settings().styles == ("hymn",)
-    assert LiveConfig().initial_style == "" and LiveConfig().composer_settings().styles == ()
+    assert config.initial_style == "base" and config.composer_settings().styles == ("hymn",)
+    assert LiveConfig().initial_style == "base" and LiveConfig().composer_settings().styles == ()

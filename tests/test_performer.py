@@ -268,7 +268,7 @@ async def test_a_style_switch_is_heard_from_the_next_bar_planned(autojump_clock,
         nursery.start_soon(switch)
         await rig.performer.serve(max_bars=5)
         nursery.cancel_scope.cancel()
-    assert [r.style for r in rig.composer.requests] == ["", "", "hymn", "", ""]
+    assert [r.style for r in rig.composer.requests] == ["base", "base", "hymn", "base", "base"]
     assert "style → hymn from bar 2" in caplog.text
     assert "style → base from bar 3" in caplog.text
     assert router.styles_dropped == 0
@@ -279,8 +279,8 @@ async def test_a_style_switch_is_heard_from_the_next_bar_planned(autojump_clock,
     [
         ("hymn", "hymn"),
         (" reel ", "reel"),
-        ("base", ""),
-        ("1", ""),  # a program change without names: 1 is base,
+        ("base", "base"),
+        ("1", "base"),  # a program change without names: 1 is base,
         ("2", "reel"),  # 2 the first style loaded,
         ("3", "hymn"),  # 3 the second
     ],
@@ -288,7 +288,7 @@ async def test_a_style_switch_is_heard_from_the_next_bar_planned(autojump_clock,
 async def test_a_style_is_chosen_by_name_or_by_number(value, style):
     rig = Rig()
     router = ControlRouter(rig.mood, rig.clock, rig.performer, styles=STYLES)
-    rig.performer.style = "hymn" if style != "hymn" else ""
+    rig.performer.style = "hymn" if style != "hymn" else "base"
     router.handle(ControlEvent(Param.STYLE, value, "test"))
     assert rig.performer.style == style
     assert router.styles_dropped == 0 and router.unhandled == 0
@@ -324,7 +324,7 @@ async def test_without_adapters_only_base_is_a_style():
         router.handle(ControlEvent(Param.STYLE, value))
     router.handle(ControlEvent(Param.STYLE, "reel"))
     router.handle(ControlEvent(Param.STYLE, "2"))
-    assert rig.performer.style == "" and router.styles_dropped == 2
+    assert rig.performer.style == "base" and router.styles_dropped == 2
 
 
 async def test_the_style_controls_of_the_mappings_reach_the_performer(tmp_path):
@@ -341,4 +341,4 @@ async def test_the_style_controls_of_the_mappings_reach_the_performer(tmp_path):
     assert rig.performer.style == "reel"
     for event in mapping.osc_events("/livekomp/style", ["base"]):
         router.handle(event)
-    assert rig.performer.style == ""
+    assert rig.performer.style == "base"

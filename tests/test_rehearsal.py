@@ -219,7 +219,7 @@ def test_a_style_cue_is_heard_from_its_bar(tmp_path, styled):
     ((settings, composer),) = styled
     assert settings.styles == ("reel",)  # the adapters the cues need are loaded first
     assert [r.index for r in composer.requests] == list(range(8))
-    assert [r.style for r in composer.requests] == [""] * 4 + ["reel"] * 4
+    assert [r.style for r in composer.requests] == ["base"] * 4 + ["reel"] * 4
     bars = result.summary["bars"]
     assert ["style" in bar for bar in bars] == [False] * 4 + [True] * 4
     assert bars[4]["style"] == "reel"
@@ -242,7 +242,7 @@ def test_a_refused_style_is_named_and_its_cue_dropped(tmp_path, styled, caplog):
         result = rehearse(setlist, tmp_path, seed=1, composer=RULES, style="hymn")
     ((settings, composer),) = styled
     assert settings.styles == ("hymn", "broken", "reel")
-    assert [r.style for r in composer.requests] == ["hymn"] * 4 + ["reel"] * 2 + [""] * 2
+    assert [r.style for r in composer.requests] == ["hymn"] * 4 + ["reel"] * 2 + ["base"] * 2
     assert (
         "style 'broken': adapter rank 8 does not fit the melody model; "
         "refused, the base model carries on"

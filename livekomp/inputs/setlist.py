@@ -27,7 +27,7 @@ import trio
 from livekomp.affect import MOOD_WORDS, Mood, interpret
 from livekomp.clock.clock import MasterClock
 from livekomp.inputs.events import PARAM_RANGES, ControlEvent, Param
-from livekomp.music.phrase import parse_style
+from livekomp.music.phrase import adapters, parse_style
 from livekomp.music.theory import parse_key
 from livekomp.tomlfile import read_toml
 
@@ -84,7 +84,7 @@ class Setlist:
             for event in cue.events
             if event.param is Param.STYLE
         )
-        return tuple(dict.fromkeys(name for name in names if name))
+        return adapters(names)
 
 
 def _number(where: str, value: object, low: float, high: float) -> float:

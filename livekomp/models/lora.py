@@ -62,7 +62,7 @@ def check_name(name: str) -> str:
         style = parse_style(name)
     except ValueError as error:
         raise AdapterError(str(error)) from None
-    if not style:
+    if style == BASE_STYLE:
         raise AdapterError(f"{BASE_STYLE!r} means the base models; choose another name")
     return style
 

@@ -58,7 +58,7 @@ from livekomp.music.arrange import (
     part_velocity,
     place,
 )
-from livekomp.music.phrase import BarRequest, ComposedBar, Note, Part
+from livekomp.music.phrase import BASE_STYLE, BarRequest, ComposedBar, Note, Part, adapters
 from livekomp.music.rules import RuleComposer
 from livekomp.music.theory import detect_key
 
@@ -234,7 +234,9 @@ class NeuralComposer:
         self.seed = seed
         self.sampling = sampling or Sampling()
         self.harmony = harmony.cpu().eval()
-        self._styles = {"": Style(MelodyWriter(melody, trunk, self.sampling), groove.cpu().eval())}
+        self._styles = {
+            BASE_STYLE: Style(MelodyWriter(melody, trunk, self.sampling), groove.cpu().eval())
+        }
         self.refused_styles: dict[str, str] = {}  # style name → why it was not loaded
         self.runtime = trunk.name
         self.drums = RuleComposer(seed)
@@ -244,12 +246,12 @@ class NeuralComposer:
     @property
     def writer(self) -> MelodyWriter:
         """The base melody writer."""
-        return self._styles[""].writer
+        return self._styles[BASE_STYLE].writer
 
     @property
     def styles(self) -> tuple[str, ...]:
-        """The style adapters loaded, by name ("" — the base — not among them)."""
-        return tuple(name for name in self._styles if name)
+        """The style adapters loaded, by name (the base not among them)."""
+        return adapters(self._styles)
 
     def add_style(
         self, name: str, melody: MelodyTransformer, trunk: Trunk, groove: GroovePredictor
@@ -270,7 +272,7 @@ class NeuralComposer:
     def compose_bar(self, request: BarRequest, *, recompute: bool = False) -> ComposedBar:
         with self._lock:
             memory = self._memory.snapshot()
-        style = self._styles.get(request.style, self._styles[""])
+        style = self._styles.get(request.style, self._styles[BASE_STYLE])
         rng = np.random.default_rng(mix_seed(self.seed, request.index, 0x6E657572))
         bar_ticks = request.beats_per_bar * TPQ
         tonic = request.tonic % 12
@@ -302,7 +304,7 @@ class NeuralComposer:
                 "arousal": request.arousal,
                 **(
                     {"style": request.style}
-                    if request.style and request.style in self._styles
+                    if request.style != BASE_STYLE and request.style in self._styles
                     else {}
                 ),
             },

@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
+
+# The name users give the base models (no adapter): `--style base`, a cue's `style = "base"`.
+BASE_STYLE = "base"
+# A style (adapter) name: a file name without surprises, and not a bare number, since a number
+# selects a style by position (a program change: 1 = base, 2 = the first style loaded, ...).
 
 
 class Part(Enum):
@@ -58,18 +64,14 @@ class BarRequest:
     arousal: float  # -1 calm .. +1 excited
     density: float = 0.5  # 0..1, the performer's density control; 0.5 is neutral
     intensity: float = 0.5  # 0..1, overall dynamics; 0.5 is neutral
-    style: str = ""  # the style adapter to compose with; "" = the base models
+    style: str = BASE_STYLE  # the style adapter to compose with, or the base models
 
 
-# The name users give the base models (no adapter): `--style base`, a cue's `style = "base"`.
-BASE_STYLE = "base"
-# A style (adapter) name: a file name without surprises, and not a bare number, since a number
-# selects a style by position (a program change: 1 = base, 2 = the first style loaded, ...).
 STYLE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def parse_style(name: str) -> str:
-    """A style name as a user writes it → `BarRequest.style` ("" for "base").
+    """A style name as a user writes it, checked: a `BarRequest.style`.
 
     Raises ValueError, saying what a style name looks like; callers add where it came from.
     """
@@ -79,12 +81,12 @@ def parse_style(name: str) -> str:
             f"{name!r} is not a style name (up to 64 letters, digits, '_', '.', '-', starting "
             "with a letter or digit, not a bare number)"
         )
-    return "" if name == BASE_STYLE else name
+    return name
 
 
-def style_label(style: str) -> str:
-    """How a `BarRequest.style` is shown to users: "" is "base"."""
-    return style or BASE_STYLE
+def adapters(styles: Iterable[str]) -> tuple[str, ...]:
+    """The style adapters among `styles` (the base models are none), each once, in order."""
+    return tuple(dict.fromkeys(style for style in styles if style != BASE_STYLE))
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ class RunReport:
         self.extra: dict[str, object] = {}
         self._current_bar = 0
 
-    def on_bar(self, bar: ComposedBar, mood: Mood, style: str = "") -> None:
+    def on_bar(self, bar: ComposedBar, mood: Mood, style: str = BASE_STYLE) -> None:
         self._current_bar = bar.index
         entry: dict[str, object] = {
             "bar": bar.index,
@@ -34,7 +34,7 @@ class RunReport:
             "chord": bar.chord,
             "notes": {part.value: bar.note_count(part) for part in Part},
         }
-        if style:
+        if style != BASE_STYLE:
             entry["style"] = style
         self.bars.append(entry)
 
