@@ -458,8 +458,8 @@ def bench_follow(
 
     from livekomp.clock.follow import CLOCK_IGNORE, TickFilter
     from livekomp.midiports import POLL_S, StampedInput, open_input
-    from tests.live.peers import ClockMaster, MidiDump, Serve, connect, master_beats
-    from tests.live.test_follow_jack import note_positions, phase_errors_ms
+    from tools.beat_grid import note_positions, phase_errors_ms
+    from tools.peers import ClockMaster, MidiDump, Serve, connect, master_beats
 
     bufsize = subprocess.run(["jack_bufsize"], capture_output=True, text=True).stdout.split()
     folder = Path(tempfile.mkdtemp(prefix="livekomp-bench-follow-"))
@@ -646,16 +646,16 @@ def format_follow(result: dict) -> str:
 
 def bench_link(seconds_each: float) -> dict:
     """livekomp and a second Link peer in a network namespace (root; see
-    tests/live/link_scenario.py): the phase of livekomp's notes on the peer's beat timeline,
+    tools/link_scenario.py): the phase of livekomp's notes on the peer's beat timeline,
     heard on a JACK input, at 100 then 130 BPM (the first beat after the change aside)."""
     import subprocess
     import tempfile
 
-    from tests.live.link_scenario import netns_command
+    from tools.link_scenario import netns_command
 
     folder = Path(tempfile.mkdtemp(prefix="livekomp-bench-link-"))
     out = folder / "link.json"
-    script = Path(__file__).resolve().parents[1] / "tests" / "live" / "link_scenario.py"
+    script = Path(__file__).resolve().parents[1] / "tools" / "link_scenario.py"
     subprocess.run(
         netns_command([sys.executable, str(script), str(out), str(seconds_each)]),
         timeout=120 + 3 * seconds_each,

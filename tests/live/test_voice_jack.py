@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.live.peers import JackRecorder, connect, oscsend
+from tools.peers import JackRecorder, connect, oscsend
 
 pytestmark = [pytest.mark.jack, pytest.mark.liblo]
 
