@@ -36,7 +36,7 @@ def bar_line_frames(
             started, ticks = True, []
         elif data[0] == 0xF8 and started:
             ticks.append(frame)
-    period = rate * 60 / (bpm * 24)  # the tempo asked for (tools/bench.py clock checks it)
+    period = rate * 60 / (bpm * 24)  # the tempo asked for (`python -m tools.bench clock` checks it)
     per_bar = 24 * beats_per_bar
     return [f for f in ticks if round((f - ticks[0]) / period) % per_bar == 0]
 
