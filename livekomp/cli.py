@@ -423,8 +423,10 @@ def _parser() -> argparse.ArgumentParser:
     merge.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     _adapter_location_flags(merge)
 
-    bench = commands.add_parser("bench", help="run tools/bench.py (from a source checkout)")
-    bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for tools/bench.py")
+    bench = commands.add_parser(
+        "bench", help="run the benchmarks, python -m tools.bench (from a source checkout)"
+    )
+    bench.add_argument("args", nargs=argparse.REMAINDER, help="arguments for tools.bench")
     return parser
 
 
@@ -640,11 +642,13 @@ def _run_learn(args: argparse.Namespace) -> int:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    script = Path(__file__).resolve().parents[1] / "tools" / "bench.py"
-    if not script.exists():
-        raise FileNotFoundError(f"{script}: bench needs a source checkout of livekomp")
-    sys.argv = [str(script), *args.args]
-    runpy.run_path(str(script), run_name="__main__")
+    root = Path(__file__).resolve().parents[1]
+    package = root / "tools" / "bench"
+    if not (package / "__main__.py").exists():
+        raise FileNotFoundError(f"{package}: bench needs a source checkout of livekomp")
+    sys.path.insert(0, str(root))
+    sys.argv = ["python -m tools.bench", *args.args]
+    runpy.run_module("tools.bench", run_name="__main__", alter_sys=True)
     return 0
 
 

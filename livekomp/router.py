@@ -80,6 +80,9 @@ class ControlRouter:
         self.styles = tuple(styles)
         self.unhandled = 0
         self.styles_dropped = 0  # style events naming a style that is not loaded
+        # Each style switch: the style, the bar it plays from, and the clock's beat when it was
+        # asked for (None while the clock is stopped), for the summary.
+        self.styles_switched: list[dict[str, object]] = []
         self._drop_log = RateLimitedLog(log)
 
     def handle(self, event: ControlEvent) -> None:
@@ -151,6 +154,13 @@ class ControlRouter:
         if style != self.transport.style:
             self.transport.style = style
             log.info("style → %s from bar %d", style, self.transport.next_bar)
+            self.styles_switched.append(
+                {
+                    "style": style,
+                    "from_bar": self.transport.next_bar,
+                    "at_beat": self.clock.current_beat() if self.clock.running else None,
+                }
+            )
 
     def _style_for(self, value: str) -> str:
         """The `BarRequest.style` a style event asks for; ValueError if it is not loaded."""

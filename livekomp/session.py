@@ -147,13 +147,16 @@ class Session:
             self.voice.silence()
 
     def summary(self) -> dict[str, object]:
-        """What the summary says about the pipeline: the composer's outcomes and what the
-        router dropped."""
-        return {
+        """What the summary says about the pipeline: the composer's outcomes, what the router
+        dropped, and the style switches it made (when there were any)."""
+        summary: dict[str, object] = {
             "composer": self.composer.summary(),
             "controls_not_understood": self.router.unhandled,
             "styles_dropped": self.router.styles_dropped,
         }
+        if self.router.styles_switched:
+            summary["styles_switched"] = list(self.router.styles_switched)
+        return summary
 
     def _on_bar(self, bar: ComposedBar, mood: Mood, style: str) -> None:
         self.report.on_bar(bar, mood, style)

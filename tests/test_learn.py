@@ -15,7 +15,7 @@ from livekomp.inputs.events import Param
 from livekomp.inputs.mapping import load_mapping
 from livekomp.learn import Learner, learn_controls, mapping_text
 from tests.jack import jack_ports
-from tests.live.peers import REPO
+from tools.peers import REPO
 
 MOVES = [
     bytes((0xB0, 7, 64)),  # a touched fader on channel 1: one value is not a move

@@ -272,6 +272,10 @@ async def test_a_style_switch_is_heard_from_the_next_bar_planned(autojump_clock,
     assert "style → hymn from bar 2" in caplog.text
     assert "style → base from bar 3" in caplog.text
     assert router.styles_dropped == 0
+    assert router.styles_switched == [  # the summary's record: when each was asked for
+        {"style": "hymn", "from_bar": 2, "at_beat": pytest.approx(6.0)},
+        {"style": "base", "from_bar": 3, "at_beat": pytest.approx(10.0)},
+    ]
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,7 @@
     python tools/model_card.py
 
 Reads `checkpoints/metrics.json` (tools/train.py), `checkpoints/evaluation.json`
-(tools/evaluate.py) and `checkpoints/bench.json` (tools/bench.py tokens/bar/sweep, gathered with
+(tools/evaluate.py) and `checkpoints/bench.json` (`python -m tools.bench tokens/bar/sweep`, with
 `--json`), and the dataset's `cache/dataset/stats.json` when it is there.
 """
 
@@ -287,8 +287,8 @@ def render() -> str:
     tokens = bench.get("tokens")
     if tokens:
         add(
-            f"`tools/bench.py tokens`: {tokens['new']} notes written after {tokens['context']} "
-            "notes of context, one CPU thread, best of "
+            f"`python -m tools.bench tokens`: {tokens['new']} notes written after "
+            f"{tokens['context']} notes of context, one CPU thread, best of "
             f"{tokens['repeats']}, all in one process:\n"
         )
         rows = [
@@ -300,8 +300,8 @@ def render() -> str:
     bar = bench.get("bar")
     if bar:
         add(
-            f"`tools/bench.py bar`: one bar from all three models, {bar['bars']} bars sweeping "
-            "the plane, one CPU thread:\n"
+            f"`python -m tools.bench bar`: one bar from all three models, {bar['bars']} bars "
+            "sweeping the plane, one CPU thread:\n"
         )
         rows = [
             [name, *(f"{v[k]:.2f}" for k in ("p50_ms", "p99_ms", "max_ms")), v["notes_per_bar"]]
@@ -313,8 +313,9 @@ def render() -> str:
     if sweep:
         composer = sweep["composer"]
         add(
-            f"`tools/bench.py sweep`: {sweep['minutes']:g} minutes live at {sweep['bpm']:g} BPM "
-            f"into JACK, the XY pad sweeping the plane ({sweep['xy_messages']:,} OSC messages): "
+            f"`python -m tools.bench sweep`: {sweep['minutes']:g} minutes live at "
+            f"{sweep['bpm']:g} BPM into JACK, the XY pad sweeping the plane "
+            f"({sweep['xy_messages']:,} OSC messages): "
             f"{sweep['bars_played']} bars, outcomes {composer['outcomes']}, fresh latency "
             f"{composer.get('fresh_latency')}, bars without a note: "
             f"{sweep['bars_without_notes']}.\n"
@@ -331,9 +332,9 @@ def render() -> str:
         ".venv/bin/python tools/build_dataset.py\n"
         ".venv/bin/python tools/train.py\n"
         ".venv/bin/python tools/evaluate.py\n"
-        ".venv/bin/python tools/bench.py tokens --json /tmp/tokens.json\n"
-        ".venv/bin/python tools/bench.py bar --json /tmp/bar.json\n"
-        ".venv/bin/python tools/bench.py sweep --json /tmp/sweep.json   # needs a JACK server\n"
+        ".venv/bin/python -m tools.bench tokens --json /tmp/tokens.json\n"
+        ".venv/bin/python -m tools.bench bar --json /tmp/bar.json\n"
+        ".venv/bin/python -m tools.bench sweep --json /tmp/sweep.json   # needs a JACK server\n"
         ".venv/bin/python tools/model_card.py \\\n"
         "    --bench /tmp/tokens.json /tmp/bar.json /tmp/sweep.json\n"
         "```\n"

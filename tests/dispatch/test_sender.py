@@ -35,7 +35,7 @@ from livekomp.music.messages import (
 from livekomp.outputs.midi import OutputSpec
 from livekomp.outputs.midifile import RecordSpec
 from tests.dispatch.common import BPM, ORDERING_CASE, ORDERING_EXPECTED, TICK, at, wait_for
-from tests.live.peers import MidiDump, connect
+from tools.peers import MidiDump, connect
 
 STOP = bytes((CLOCK_STOP,))
 REPO = Path(__file__).resolve().parents[2]

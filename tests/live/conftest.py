@@ -8,7 +8,7 @@ import shutil
 
 import pytest
 
-from tests.live.peers import MidiDump, Serve
+from tools.peers import MidiDump, Serve
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.live.peers import free_udp_port, oscsend
+from tools.peers import free_udp_port, oscsend
 
 pytestmark = [pytest.mark.jack, pytest.mark.liblo]
 

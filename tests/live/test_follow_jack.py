@@ -8,7 +8,6 @@ and this machine is shared. Real time is involved, so the checks are of behaviou
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import os
 import random
@@ -19,12 +18,12 @@ import time
 
 import pytest
 
-from tests.live.peers import ClockMaster, connect, master_beats
 from tests.live.test_serve_jack import hanging_notes
+from tools.beat_grid import FRAME_RATE, note_positions
+from tools.peers import ClockMaster, connect, master_beats
 
 pytestmark = [pytest.mark.jack, pytest.mark.liblo]
 
-FRAME_RATE = 48_000
 PERIOD_FRAMES = 128  # jackd -p 128
 SLIP_WINDOW = 6  # ticks either side of a candidate slip
 
@@ -43,37 +42,6 @@ def clock_master(jack_server):
     yield start
     for master in masters:
         master.close()
-
-
-def note_positions(events, ticks):
-    """(frame, master beat) of every livekomp note-on, interpolated between the master's ticks."""
-    frames = [frame for frame, _ in ticks]
-    placed = []
-    for frame, data in events:
-        if data[0] & 0xF0 != 0x90 or data[2] == 0:
-            continue
-        i = bisect.bisect_right(frames, frame)
-        if not 0 < i < len(frames):
-            continue
-        (f0, b0), (f1, b1) = ticks[i - 1], ticks[i]
-        if b1 - b0 > 2 / 24:  # a Stop/Continue between them: not a running stretch
-            continue
-        placed.append((frame, b0 + (frame - f0) / (f1 - f0) * (b1 - b0)))
-    return placed
-
-
-def phase_errors_ms(notes, ticks, skip=()):
-    """Each note against the master's tick on its sixteenth (the composer's grid)."""
-    frames_of: dict[float, list[int]] = {}
-    for frame, beat in ticks:  # a beat may be played twice (a Continue from earlier)
-        frames_of.setdefault(beat, []).append(frame)
-    errors = []
-    for frame, beat in notes:
-        nominal = round(beat * 4) / 4
-        if nominal in frames_of and not any(lo <= nominal < hi for lo, hi in skip):
-            tick_frame = min(frames_of[nominal], key=lambda f: abs(f - frame))
-            errors.append((frame - tick_frame) / FRAME_RATE * 1e3)
-    return errors
 
 
 def clock_slips(stretch_ticks: list[tuple[int, float]]) -> list[int]:

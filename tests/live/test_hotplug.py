@@ -16,8 +16,8 @@ import pytest
 import rtmidi
 
 from tests.jack import jack_ports
-from tests.live.peers import MidiDump, oscsend
 from tests.live.test_serve_jack import hanging_notes
+from tools.peers import MidiDump, oscsend
 
 pytestmark = [pytest.mark.jack, pytest.mark.liblo]
 

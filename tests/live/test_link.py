@@ -1,10 +1,9 @@
 """Ableton Link: livekomp and a second Link peer (LinkPython-extern) in a network namespace of
-their own, so nothing reaches the real network. See tests/live/link_scenario.py."""
+their own, so nothing reaches the real network. See tools/link_scenario.py."""
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -12,7 +11,8 @@ import sys
 
 import pytest
 
-from tests.live.link_scenario import netns_command
+from tools.link_scenario import netns_command
+from tools.peers import REPO
 
 pytestmark = [pytest.mark.jack, pytest.mark.link]
 
@@ -29,7 +29,7 @@ def netns():
 
 def test_livekomp_follows_a_link_peer_and_proposes_to_the_session(netns, jack_server, tmp_path):
     out = tmp_path / "link.json"
-    script = os.path.join(os.path.dirname(__file__), "link_scenario.py")
+    script = str(REPO / "tools" / "link_scenario.py")
     subprocess.run(netns_command([sys.executable, script, str(out), "4"]), timeout=120)
     result = json.loads(out.read_text())
     log = result["serve_log"]

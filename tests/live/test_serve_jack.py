@@ -15,7 +15,7 @@ import rtmidi
 
 from livekomp.music.theory import detect_key
 from tests.jack import jack_ports
-from tests.live.peers import connect, oscsend
+from tools.peers import connect, oscsend
 
 pytestmark = [pytest.mark.jack, pytest.mark.liblo]
 

@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.live.peers import JackRecorder, connect, oscsend
+from tools.peers import JackRecorder, connect, oscsend
 
 pytestmark = [pytest.mark.jack, pytest.mark.liblo]
 
@@ -36,7 +36,7 @@ def bar_line_frames(
             started, ticks = True, []
         elif data[0] == 0xF8 and started:
             ticks.append(frame)
-    period = rate * 60 / (bpm * 24)  # the tempo asked for (tools/bench.py clock checks it)
+    period = rate * 60 / (bpm * 24)  # the tempo asked for (`python -m tools.bench clock` checks it)
     per_bar = 24 * beats_per_bar
     return [f for f in ticks if round((f - ticks[0]) / period) % per_bar == 0]
 

@@ -1,6 +1,6 @@
 """A Link session with livekomp in it, run inside its own network namespace (see `netns_command`).
 
-    unshare --net -- sh -c '<loopback up, multicast on>; exec python link_scenario.py OUT.json'
+    unshare --net -- sh -c '<lo up, multicast on>; exec python tools/link_scenario.py OUT.json [S]'
 
 This process is the other Link peer (LinkPython-extern, Ableton's own library) and the
 controller: it starts `livekomp serve --clock link`, hears livekomp's notes on a JACK input
@@ -11,7 +11,6 @@ to judge. Nothing here leaves the namespace: Link's multicast stays on its loopb
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import socket
@@ -26,10 +25,11 @@ import rtmidi
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import OscMessageBuilder
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from livekomp.clock.link import clock_offset_s  # noqa: E402
+from tools.peers import Serve  # noqa: E402
 
 QUANTUM = 4.0
 
@@ -41,12 +41,6 @@ def netns_command(argv: list[str]) -> list[str]:
         'ip route add 224.0.0.0/4 dev lo && exec "$@"'
     )
     return ["unshare", "--net", "--", "sh", "-c", setup, "sh", *argv]
-
-
-def free_port(kind: int = socket.SOCK_DGRAM) -> int:
-    with socket.socket(socket.AF_INET, kind) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Feedback(threading.Thread):
@@ -147,45 +141,22 @@ def run(out: Path, seconds_each: float) -> dict:
     listener = rtmidi.MidiIn(rtmidi.API_UNIX_JACK, name=f"lklink{os.getpid()}")
     listener.open_virtual_port("in")
     listener.set_callback(lambda event, _: stamps.append((time.perf_counter(), event[0])))
-    osc_port = free_port()
-    log_path = out.with_suffix(".serve.log")
-    ready_path = out.with_suffix(".ready.json")
-    with log_path.open("w") as log:
-        serve = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "livekomp.cli",
-                "serve",
-                "--clock",
-                "link",
-                "--midi-api",
-                "jack",
-                "--bpm",
-                "120",
-                "--osc-port",
-                str(osc_port),
-                "--feedback",
-                f"127.0.0.1:{feedback.port}",
-                "--feedback-rate-hz",
-                "20",
-                "--ready-file",
-                str(ready_path),
-            ],
-            cwd=REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
+    # Its files (serve.log, ready.json, summary.json) go next to `out`.
+    serve = Serve(
+        out.parent,
+        "--clock",
+        "link",
+        "--bpm",
+        "120",
+        "--feedback",
+        f"127.0.0.1:{feedback.port}",
+        "--feedback-rate-hz",
+        "20",
+        record=None,
+    )
+    osc_port = serve.osc_port
     try:
-        deadline = time.monotonic() + 30
-        label = None
-        while label is None and time.monotonic() < deadline and serve.poll() is None:
-            with contextlib.suppress(FileNotFoundError):
-                label = json.loads(ready_path.read_text()).get("midi_out")
-            time.sleep(0.05)
-        if label is None:
-            raise RuntimeError("livekomp serve did not start")
+        label = serve.port_label(timeout_s=30)
         subprocess.run(
             ["jack_connect", label, f"lklink{os.getpid()}:in"], check=True, capture_output=True
         )
@@ -247,14 +218,13 @@ def run(out: Path, seconds_each: float) -> dict:
         )
         result["ok"] = True
     finally:
-        serve.terminate()
         try:
-            serve.wait(timeout=10)
+            serve.stop(timeout_s=10)
         except subprocess.TimeoutExpired:
             serve.kill()
         listener.delete()
         peer.link.enabled = False
-        result["serve_log"] = log_path.read_text()[-4000:]
+        result["serve_log"] = serve.log()[-4000:]
         out.write_text(json.dumps(result, indent=1))
     return result
 

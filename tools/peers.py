@@ -1,5 +1,6 @@
-"""Real peers for the live tests: `livekomp serve` run the way a performer runs it, and the
-third-party tools that talk to it (jack_midi_dump, jack_connect, oscsend)."""
+"""Real peers for the live tests and the benchmarks: `livekomp serve` run the way a performer
+runs it, and the third-party tools that talk to it (jack_midi_dump, jack_connect, oscsend, a
+JACK MIDI clock master, a JACK recorder)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def free_udp_port() -> int:
@@ -27,13 +28,16 @@ READY_STATES = ("port_open", "ready", "stopped")
 
 class Serve:
     """`livekomp serve` in a subprocess: its state read from its `--ready-file`, its log kept in
-    a file for the assertions about what it told the performer."""
+    a file for the assertions about what it told the performer.
 
-    def __init__(self, tmp_path: Path, *args: str) -> None:
+    Its files go in `tmp_path`: serve.log, ready.json, summary.json and the recording, named
+    `record` (None: no `--record`)."""
+
+    def __init__(self, tmp_path: Path, *args: str, record: str | None = "live.mid") -> None:
         self.osc_port = free_udp_port()
         self.log_path = tmp_path / "serve.log"
         self.summary_path = tmp_path / "summary.json"
-        self.record_path = tmp_path / "live.mid"
+        self.record_path = tmp_path / record if record is not None else None
         self.ready_path = tmp_path / "ready.json"
         self._log = self.log_path.open("w")
         command = [
@@ -47,12 +51,10 @@ class Serve:
             str(self.osc_port),
             "--summary",
             str(self.summary_path),
-            "--record",
-            str(self.record_path),
-            "--ready-file",
-            str(self.ready_path),
-            *args,
         ]
+        if self.record_path is not None:
+            command += ["--record", str(self.record_path)]
+        command += ["--ready-file", str(self.ready_path), *args]
         self.process = subprocess.Popen(
             command,
             stdout=self._log,
@@ -96,9 +98,9 @@ class Serve:
             time.sleep(0.02)
         raise AssertionError(f"livekomp serve never said {state!r}:\n{self.log()}")
 
-    def port_label(self) -> str:
+    def port_label(self, timeout_s: float = 20.0) -> str:
         """The MIDI output's name, as soon as it exists (connect now to hear the first bar)."""
-        return str(self.wait_ready("port_open")["midi_out"])
+        return str(self.wait_ready("port_open", timeout_s)["midi_out"])
 
     def stop(
         self, signum: int = signal.SIGTERM, timeout_s: float = 10.0, *, group: bool = False
