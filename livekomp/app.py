@@ -49,7 +49,7 @@ from livekomp.music.theory import parse_key
 from livekomp.outputs.audio import AudioError, AudioOut, open_audio_out
 from livekomp.outputs.midi import OutputSpec
 from livekomp.outputs.midifile import RecordSpec
-from livekomp.outputs.osc import FeedbackSnapshot, parse_target, serve_feedback
+from livekomp.outputs.osc import parse_target, serve_feedback
 from livekomp.outputs.report import RunReport
 from livekomp.performer import PerformerConfig
 from livekomp.session import FollowHooks, Session, VoiceParts
@@ -268,38 +268,6 @@ async def serve_live(config: LiveConfig) -> None:
             on_stop=session.stop_with_master,
         )
 
-    def feedback_snapshot() -> FeedbackSnapshot:
-        now_s = clock.now_s()
-        heard, target = mood.at(now_s), mood.target()
-        bar = beat = None
-        if clock.running and performer.playing:
-            beats_per_bar = config.beats_per_bar
-            # Following, the master's bar numbers; else the take's.
-            position = clock.current_beat() - (0.0 if follow else performer.origin_beat)
-            if position >= 0:
-                bar = int(position // beats_per_bar) + 1
-                beat = int(position % beats_per_bar) + 1
-        outcomes = composer.outcomes
-        return FeedbackSnapshot(
-            valence=heard.valence,
-            arousal=heard.arousal,
-            density=heard.density,
-            intensity=heard.intensity,
-            target_valence=target.valence,
-            target_arousal=target.arousal,
-            tempo_bpm=clock.bpm,
-            playing=performer.playing,
-            bar=bar,
-            beat=beat,
-            scene=session.scene,
-            line=session.line,
-            style=performer.style,
-            composer_fresh=outcomes["fresh"],
-            composer_buffered=outcomes["buffered"],
-            composer_fallbacks=outcomes["fallback"],
-            composer_buffer=None if composer.buffer is None else composer.buffer.fill,
-        )
-
     send, receive = trio.open_memory_channel[ControlEvent](256)
     ready = ReadyFile(config.ready_file)
     try:
@@ -350,7 +318,7 @@ async def serve_live(config: LiveConfig) -> None:
                     partial(
                         serve_feedback,
                         parse_target(config.feedback),
-                        feedback_snapshot,
+                        session.feedback,
                         rate_hz=config.feedback_rate_hz,
                     )
                 )

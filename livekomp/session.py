@@ -24,6 +24,7 @@ from livekomp.composer import ComposerService
 from livekomp.inputs.events import ControlEvent, Param
 from livekomp.mood import MoodState
 from livekomp.music.phrase import BASE_STYLE, ComposedBar
+from livekomp.outputs.osc import FeedbackSnapshot
 from livekomp.outputs.report import RunReport
 from livekomp.performer import Dispatch, Performer, PerformerConfig
 from livekomp.router import ControlRouter
@@ -99,6 +100,7 @@ class Session:
         self.mood = mood
         self.report = report
         self.beats_per_bar = config.beats_per_bar
+        self.follow = config.follow
         self.log_music = log_music
         self.scene: str | None = None
         self.line: str | None = None
@@ -145,6 +147,40 @@ class Session:
         self.performer.stop()
         if self.voice is not None:
             self.voice.silence()
+
+    def feedback(self) -> FeedbackSnapshot:
+        """What the controller is told (`--feedback`): the mood heard and aimed at, the tempo,
+        where in the bar the music is, what is said, the style, how the composer keeps up."""
+        clock, mood, performer, composer = self.clock, self.mood, self.performer, self.composer
+        heard, target = mood.at(clock.now_s()), mood.target()
+        bar = beat = None
+        if clock.running and performer.playing:
+            # Following, the master's bar numbers; else the take's.
+            origin = 0.0 if self.follow else performer.origin_beat
+            position = clock.current_beat() - origin
+            if position >= 0:
+                bar = int(position // self.beats_per_bar) + 1
+                beat = int(position % self.beats_per_bar) + 1
+        outcomes = composer.outcomes
+        return FeedbackSnapshot(
+            valence=heard.valence,
+            arousal=heard.arousal,
+            density=heard.density,
+            intensity=heard.intensity,
+            target_valence=target.valence,
+            target_arousal=target.arousal,
+            tempo_bpm=clock.bpm,
+            playing=performer.playing,
+            bar=bar,
+            beat=beat,
+            scene=self.scene,
+            line=self.line,
+            style=performer.style,
+            composer_fresh=outcomes["fresh"],
+            composer_buffered=outcomes["buffered"],
+            composer_fallbacks=outcomes["fallback"],
+            composer_buffer=None if composer.buffer is None else composer.buffer.fill,
+        )
 
     def summary(self) -> dict[str, object]:
         """What the summary says about the pipeline: the composer's outcomes, what the router

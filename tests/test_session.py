@@ -72,3 +72,20 @@ async def test_following_a_master_the_hooks_take_start_and_tempo():
     assert not session.performer.playing
     assert asked == [99.0]
     assert session.clock.bpm == 120.0
+
+
+async def test_the_feedback_says_where_the_take_is_and_what_is_said(autojump_clock):
+    session, dispatcher, _ = make_session()
+    session.router.handle(ControlEvent(Param.SCENE, "verse"))
+    session.router.handle(ControlEvent(Param.VALENCE, -0.5))
+    assert session.feedback().bar is None  # stopped: no bar to show
+    async with trio.open_nursery() as nursery:
+        await nursery.start(dispatcher.serve)
+        await nursery.start(session.performer.serve)
+        await session.clock.sleep_until_beat(5.5)  # the take's bar 2, beat 2
+        feedback = session.feedback()
+        nursery.cancel_scope.cancel()
+    assert (feedback.bar, feedback.beat, feedback.playing) == (2, 2, True)
+    assert (feedback.scene, feedback.style, feedback.tempo_bpm) == ("verse", "base", 120.0)
+    assert feedback.target_valence == -0.5 and feedback.valence == -0.5  # no slew here
+    assert feedback.composer_fresh == session.performer.bars_played
