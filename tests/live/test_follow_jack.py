@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.jack, pytest.mark.liblo]
 
 PERIOD_FRAMES = 128  # jackd -p 128
 SLIP_WINDOW = 6  # ticks either side of a candidate slip
+SLIP_MARGIN_TICKS = 2  # a slip takes a JACK cycle or two: notes this near one are not measured
 
 
 @pytest.fixture
@@ -86,36 +87,52 @@ def clock_slips(stretch_ticks: list[tuple[int, float]]) -> list[int]:
     return split(0, len(stretch_ticks))
 
 
-def grid_errors_ms(notes, ticks, stretches, skip=()):
+def grid_errors_ms(notes, ticks, stretches, skip=(), slipped=None):
     """Each note against the master's grid: where the line through the master's ticks within a
     beat either side puts the note's sixteenth. A stretch (first frame, last frame, first beat,
     last beat) is one tempo of one take; a line never crosses a tempo change, nor a slip of
     JACK's frame clock (`clock_slips`). The master's jitter and JACK's period average out of
-    the line, so what is left is livekomp's."""
-    segments = []  # the ticks of one stretch between slips, and the stretch
+    the line, so what is left is livekomp's.
+
+    A slip is not instant: measured against the master's own send times, the frames lost arrive
+    over a cycle or two, and a note in that stretch sits between the two lines. Notes within
+    `SLIP_MARGIN_TICKS` of a slip are left out (`slipped`, if given, counts them)."""
+    segments = []  # the ticks of one stretch between slips, the stretch, and its ends at slips
     for stretch in stretches:
         inside = [
             (f, b)
             for f, b in ticks
             if stretch[0] <= f <= stretch[1] and stretch[2] <= b <= stretch[3]
         ]
-        cuts = [0, *clock_slips(inside), len(inside)]
-        segments += [(inside[lo:hi], stretch) for lo, hi in itertools.pairwise(cuts)]
+        slips = clock_slips(inside)
+        cuts = [0, *slips, len(inside)]
+        for lo, hi in itertools.pairwise(cuts):
+            segments.append((inside[lo:hi], stretch, lo in slips, hi in slips))
     errors = []
     for frame, beat in notes:
         nominal = round(beat * 4) / 4
         if any(lo <= nominal < hi for lo, hi in skip):
             continue
-        segment = next(
+        found = next(
             (
-                seg
-                for seg, s in segments
+                (seg, after_slip, before_slip)
+                for seg, s, after_slip, before_slip in segments
                 if seg[0][0] <= frame <= seg[-1][0] and s[2] <= nominal <= s[3]
             ),
             None,
         )
-        if segment is None:
+        if found is None:
             continue
+        segment, after_slip, before_slip = found
+        if len(segment) > 1:
+            tick_frames = (segment[-1][0] - segment[0][0]) / ((segment[-1][1] - segment[0][1]) * 24)
+            margin = SLIP_MARGIN_TICKS * tick_frames
+            if (after_slip and frame < segment[0][0] + margin) or (
+                before_slip and frame > segment[-1][0] - margin
+            ):
+                if slipped is not None:
+                    slipped.append(beat)
+                continue
         near = [(b, f) for f, b in segment if abs(b - nominal) <= 1.0]
         if len(near) < 12:
             continue
@@ -139,6 +156,28 @@ def test_a_slip_of_the_frame_clock_is_found_and_jitter_is_not():
     assert clock_slips(ticks) == [40]
     steady = [(f + (437 if i >= 40 else 0), b) for i, (f, b) in enumerate(ticks)]
     assert clock_slips(steady) == []
+
+
+def test_notes_in_a_slip_are_not_measured_and_the_rest_are():
+    period = 1333.33  # frames a tick at 90 BPM
+    slip = 437  # frames JACK lost at tick 42, half of them a tick later (as measured)
+    ticks = [
+        (round(i * period) - (slip // 2 if i == 42 else slip if i > 42 else 0), i / 24)
+        for i in range(120)
+    ]
+    stretches = [(0, ticks[-1][0], 0.0, 5.0)]
+    # A note on every sixteenth, one period (128 frames) after its tick, as JACK delivers it.
+    notes = [(f + 128, b) for i, (f, b) in enumerate(ticks) if i % 6 == 0]
+    slipped: list[float] = []
+    errors = grid_errors_ms(notes, ticks, stretches, slipped=slipped)
+    assert len(errors) == len(notes) - 1  # the note in the slip (beat 1.75) is left out
+    assert set(slipped) <= {1.75}
+    # On time: each one JACK period late, within what the half-slipped tick does to a line.
+    assert all(abs(e - 128 / FRAME_RATE * 1e3) < 0.5 for e in errors), errors
+    # A note 10 ms late is still seen, next to the slip or anywhere else.
+    for late_beat in (2.0, 4.0):
+        late = [(f + 480 if b == late_beat else f, b) for f, b in notes]
+        assert max(grid_errors_ms(late, ticks, stretches)) == pytest.approx(12.67, abs=0.05)
 
 
 def test_follows_a_jack_clock_master_through_tempo_changes_stop_and_song_position(
@@ -206,11 +245,13 @@ def test_follows_a_jack_clock_master_through_tempo_changes_stop_and_song_positio
         (0, continue_frame, 12.0, 24.0),  # 140 BPM
         (continue_frame, end, 10.0, 20.0),  # Continue, 140 BPM
     ]
-    errors = grid_errors_ms(notes, ticks, stretches, skip=[(12.0, 13.0)])
+    slipped: list[float] = []
+    errors = grid_errors_ms(notes, ticks, stretches, skip=[(12.0, 13.0)], slipped=slipped)
     assert len(errors) > 50
+    assert len(slipped) <= 12, slipped  # a few slips a run under load, a chord or two each
     errors.sort()
     assert abs(errors[len(errors) // 2]) < 3.0
-    assert max(abs(e) for e in errors) < 5.0, errors[:3] + errors[-3:]
+    assert max(abs(e) for e in errors) < 5.0, (errors[:3], errors[-3:], "slipped:", slipped)
 
     # Nothing sounds while the master is stopped, and nothing is left hanging.
     stop_frame = next(frame for frame, data in events if data[0] == 0xFC)

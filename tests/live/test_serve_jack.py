@@ -170,6 +170,10 @@ def test_panic_and_bad_input_do_not_stop_the_music(serve_factory, midi_dump):
     after_panic = events[panic_at:]
     assert any(data[0] & 0xF0 == 0x90 for _, data in after_panic)  # the music came back
     assert any(data[0] == TICK for _, data in after_panic)
+    # A panic is no Stop: the first MIDI Stop is the server's own, after the last note.
+    first_stop = next((i for i, (_, data) in enumerate(events) if data[0] == 0xFC), len(events))
+    last_note = max(i for i, (_, data) in enumerate(events) if data[0] & 0xF0 == 0x90)
+    assert first_stop > last_note
     assert not hanging_notes(events)
     inputs = json.loads(serve.summary_path.read_text())["inputs"]["osc"]
     assert sum(inputs.get(reason, 0) for reason in ("malformed", "bad_args")) >= 2
