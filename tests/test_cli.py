@@ -1,6 +1,7 @@
 """The `livekomp` command as a user meets it: files written, and clear errors for bad input."""
 
 import json
+import random
 import socket
 from pathlib import Path
 
@@ -157,3 +158,34 @@ def test_a_bad_style_name_is_a_clear_error(tmp_path, command, capsys):
     flag = "styles" if command == "serve" else "--style"
     assert f"{flag}: 'my reel' is not a style name" in error
     assert not (tmp_path / "out").exists() and not (tmp_path / "x.mid").exists()
+
+
+# Files that are not text: random bytes, and TOML saved as UTF-16 (a Windows editor's "Unicode").
+NOT_TEXT = {
+    "random-bytes": random.Random(12).randbytes(2048),
+    "utf-16": 'title = "Sunrise"\nbars = 4\n'.encode("utf-16"),
+}
+
+
+@pytest.mark.parametrize("what", ["setlist", "config", "mapping", "lines"])
+@pytest.mark.parametrize("content", NOT_TEXT.values(), ids=NOT_TEXT)
+def test_a_file_that_is_not_text_is_one_clear_line(tmp_path, monkeypatch, what, content, capsys):
+    def serve_live(config):
+        raise AssertionError("serve started: the config should have failed before any port")
+
+    monkeypatch.setattr("livekomp.app.serve_live", serve_live)
+    binary = tmp_path / "file.toml"
+    binary.write_bytes(content)
+    setlist = tmp_path / "gig.toml"
+    setlist.write_text("bars = 2\n")
+    out = tmp_path / "out"
+    command = {
+        "setlist": ["rehearse", str(binary), "--out", str(out)],
+        "config": ["serve", "--config", str(binary)],
+        "mapping": ["layout", "touchosc", "--mapping", str(binary), "--out", str(out / "x.tosc")],
+        "lines": ["rehearse", str(setlist), "--out", str(out), "--lines", str(binary), "--audio"],
+    }[what]
+    assert main(command) == 2
+    error = capsys.readouterr().err
+    assert error == f"livekomp: error: {binary}: not UTF-8 text (is it a TOML file?)\n"
+    assert not out.exists()
