@@ -765,15 +765,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler.addFilter(_drop_python_osc_warnings)
     try:
         return COMMANDS[args.command](args)
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        problems = _user_problems(exc)
+    except BaseException as exc:
+        if _interrupted(exc):
+            print("livekomp: interrupted", file=sys.stderr)
+            return 130
+        problems = _user_problems(exc) if isinstance(exc, Exception) else None
         if problems is None:
             raise
         for problem in problems:
             print(f"livekomp: error: {problem}", file=sys.stderr)
         return 2
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether `exc` is Ctrl-C: a KeyboardInterrupt, or an exception group (trio raises one out
+    of a nursery, nested or not) of KeyboardInterrupts and the cancellations they caused."""
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    if not isinstance(exc, BaseExceptionGroup):
+        return False
+    _, others = exc.split((KeyboardInterrupt, trio.Cancelled))
+    return others is None and exc.subgroup(KeyboardInterrupt) is not None
 
 
 MODEL_ERRORS = (

@@ -2,12 +2,18 @@
 
 import json
 import random
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import mido
 import pytest
+import trio
 
+import livekomp.cli
 from livekomp.cli import _composer_settings, _parser, _serve_config, main
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -189,3 +195,87 @@ def test_a_file_that_is_not_text_is_one_clear_line(tmp_path, monkeypatch, what, 
     error = capsys.readouterr().err
     assert error == f"livekomp: error: {binary}: not UTF-8 text (is it a TOML file?)\n"
     assert not out.exists()
+
+
+async def _cancelled() -> trio.Cancelled:
+    """A real trio.Cancelled (it has no public constructor)."""
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        try:
+            await trio.sleep(0)
+        except trio.Cancelled as cancelled:
+            return cancelled
+    raise AssertionError("not cancelled")
+
+
+async def _interrupted_in_a_nursery() -> None:
+    """Ctrl-C in a task of a nursery: trio.run raises it in an exception group."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.sleep_forever)
+        raise KeyboardInterrupt
+
+
+INTERRUPTS = {
+    "bare": lambda: KeyboardInterrupt(),
+    "group-of-one": lambda: BaseExceptionGroup("trio", [KeyboardInterrupt()]),
+    "nested-with-cancelled": lambda: BaseExceptionGroup(
+        "outer",
+        [BaseExceptionGroup("inner", [KeyboardInterrupt()]), trio.run(_cancelled)],
+    ),
+}
+
+
+def _command_raising(make: object):
+    def command(args):
+        if make == "trio":
+            trio.run(_interrupted_in_a_nursery)
+        raise make()
+
+    return command
+
+
+@pytest.mark.parametrize("make", [*INTERRUPTS.values(), "trio"], ids=[*INTERRUPTS, "trio-run"])
+@pytest.mark.parametrize("command", ["rehearse", "generate", "serve", "ports"])
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, command, make, capsys):
+    monkeypatch.setitem(livekomp.cli.COMMANDS, command, _command_raising(make))
+    argv = {
+        "rehearse": ["rehearse", "set.toml", "--out", "out"],
+        "generate": ["generate", *MOOD, "--out", "x.mid"],
+        "serve": ["serve"],
+        "ports": ["ports"],
+    }[command]
+    assert main(argv) == 130
+    assert capsys.readouterr().err == "livekomp: interrupted\n"
+
+
+def test_an_error_beside_a_ctrl_c_keeps_its_traceback(monkeypatch):
+    bug = RuntimeError("a bug")
+
+    def command(args):
+        raise BaseExceptionGroup("trio", [KeyboardInterrupt(), bug])
+
+    monkeypatch.setitem(livekomp.cli.COMMANDS, "ports", command)
+    with pytest.raises(BaseExceptionGroup) as raised:
+        main(["ports"])
+    assert raised.value.exceptions[1] is bug
+
+
+def test_ctrl_c_in_a_rehearsal_is_one_line_and_leaves_no_files(tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "livekomp.cli", "-q", "rehearse"]
+    command += [str(EXAMPLES / "sunrise.toml"), "--out", str(out), "--composer", "rules", "--audio"]
+    with subprocess.Popen(
+        command, cwd=EXAMPLES.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as rehearsal:
+        deadline = time.monotonic() + 60
+        while not (out.is_dir() and any(out.iterdir())):  # the rehearsal has begun writing
+            assert rehearsal.poll() is None, rehearsal.communicate()
+            assert time.monotonic() < deadline, "nothing written in a minute"
+            time.sleep(0.01)
+        rehearsal.send_signal(signal.SIGINT)
+        _, err = rehearsal.communicate(timeout=60)
+    assert rehearsal.returncode == 130, err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert lines[-1] == "livekomp: interrupted"
+    assert sum("interrupted" in line for line in lines) == 1
