@@ -505,9 +505,9 @@ def _composer_line(summary: dict[str, object]) -> str:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    import shutil
     import tempfile
 
+    from livekomp.files import write_atomically
     from livekomp.inputs.setlist import Setlist, SetlistError
     from livekomp.mood import Mood
     from livekomp.music.theory import parse_key
@@ -550,8 +550,7 @@ def _run_generate(args: argparse.Namespace) -> int:
             initial_mood=Mood(args.valence, args.arousal),
             style=style,
         )
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(result.midi_path, args.out)
+        write_atomically(args.out, result.midi_path.read_bytes())
     print(f"generated {args.bars} bars: {args.out}")
     print(f"  composer: {_composer_line(result.summary['composer'])}")  # type: ignore[arg-type]
     return 0

@@ -279,3 +279,4 @@ def test_ctrl_c_in_a_rehearsal_is_one_line_and_leaves_no_files(tmp_path):
     lines = err.splitlines()
     assert lines[-1] == "livekomp: interrupted"
     assert sum("interrupted" in line for line in lines) == 1
+    assert not out.exists() or list(out.iterdir()) == []  # no set.mid, set.wav, summary, temps
