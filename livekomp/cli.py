@@ -165,7 +165,8 @@ def _add_composer_flags(parser: argparse.ArgumentParser, *, live: bool) -> None:
         parser.add_argument(
             "--style",
             metavar="NAME",
-            help="style adapter to play from bar 0 (default base: no adapter)",
+            help="style adapter to play from bar 0, an error if it cannot load "
+            "(default base: no adapter)",
         )
 
 
@@ -799,6 +800,7 @@ MODEL_ERRORS = (
 def _user_problems(exc: BaseException) -> list[str] | None:
     """The messages of errors a user can fix (bad file, busy port, missing JACK), or None if
     `exc` holds anything else, which is a bug and keeps its traceback."""
+    from livekomp.composer import StyleUnavailable
     from livekomp.config import ConfigError
     from livekomp.dispatch.dispatcher import DispatcherError
     from livekomp.inputs.mapping import MappingError
@@ -818,6 +820,7 @@ def _user_problems(exc: BaseException) -> list[str] | None:
         DispatcherError,
         LinesError,
         AudioError,
+        StyleUnavailable,
     )
     # The model commands' errors: their modules import torch, so each is looked up only once its
     # module is loaded (no exception of a class exists before its module is imported).

@@ -48,6 +48,10 @@ class Composer(Protocol):
     def compose_bar(self, request: BarRequest) -> ComposedBar: ...
 
 
+class StyleUnavailable(ValueError):
+    """A style that must play (the one a rehearsal starts in) cannot be loaded."""
+
+
 @dataclass(frozen=True, slots=True)
 class ComposerSettings:
     """Which composer plays and how its models run (`--composer`, `--device`, …)."""
@@ -106,21 +110,31 @@ def loaded_styles(primary: Composer) -> tuple[str, ...]:
     return tuple(getattr(primary, "styles", ()))
 
 
-def refuse_styles(primary: Composer, wanted: Iterable[str]) -> dict[str, str]:
+def refuse_styles(
+    primary: Composer, wanted: Iterable[str], *, required: str = BASE_STYLE
+) -> dict[str, str]:
     """The styles asked for that will not play (name → why), each told in one warning line.
 
     The primary's own refusals (a broken or mismatched adapter), and any name a composer without
-    adapters (the rules) could not load.
+    adapters (the rules) could not load. If `required` is refused, StyleUnavailable is raised
+    instead, before any warning: the command asked for it, and nothing should play without it.
     """
     refused = dict(getattr(primary, "refused_styles", {}))
     loaded = loaded_styles(primary)
-    for name in wanted:
+    for name in (*wanted, required):
         if name != BASE_STYLE and name not in loaded and name not in refused:
             refused[name] = f"the {primary.name} composer has no style adapters"
+    if required in refused:
+        hint = "see `livekomp adapters list`"
+        raise StyleUnavailable(f"{_told(required, refused[required])}; {hint}")
     for name, reason in refused.items():
-        told = reason if repr(name) in reason else f"style {name!r}: {reason}"
-        log.warning("%s; refused, the base model carries on", told)
+        log.warning("%s; refused, the base model carries on", _told(name, reason))
     return refused
+
+
+def _told(name: str, reason: str) -> str:
+    """Why style `name` was refused, naming it once."""
+    return reason if repr(name) in reason else f"style {name!r}: {reason}"
 
 
 class PhraseBuffer:

@@ -112,9 +112,10 @@ def rehearse(
     `out_dir/set.wav`), put in place together once all are rendered; on an error or Ctrl-C none
     of them is written.
 
-    The set starts in `style` (a `BarRequest.style`); the adapters for it
-    and for every style the cues name are loaded first. A style that fails to load is refused in
-    one warning line; its cues are dropped and the style before plays on.
+    The set starts in `style` (a `BarRequest.style`); the adapters for it and for every style the
+    cues name are loaded first. If `style` fails to load, StyleUnavailable is raised before
+    anything plays. A cue's style that fails to load is refused in one warning line; its cues are
+    dropped and the style before plays on.
 
     The neural composer runs inline (no budget, no buffer), so the result depends only on the
     setlist, the seed and the checkpoints; so do the voices, rendered inline in cue order.
@@ -123,9 +124,7 @@ def rehearse(
     settings = composer or ComposerSettings()
     wanted = adapters((*settings.styles, style, *setlist.styles))
     primary, unavailable = build_composer(replace(settings, styles=wanted), seed)
-    refused = refuse_styles(primary, wanted)
-    if style not in (BASE_STYLE, *loaded_styles(primary)):
-        style = BASE_STYLE
+    refused = refuse_styles(primary, wanted, required=style)
     voice = None
     if audio is not None:
         speaker = open_speaker(_seeded(audio.voice, seed))

@@ -139,11 +139,43 @@ def test_style_flags():
 MOOD = ["--valence", "0", "--arousal", "0"]
 
 
-def test_a_style_the_rules_cannot_play_is_refused_and_the_music_plays(tmp_path, capsys, caplog):
-    out = tmp_path / "reel.mid"
-    flags = [*MOOD, "--bars", "2", "--composer", "rules", "--style", "reel", "--out", str(out)]
-    assert main(["-q", "generate", *flags]) == 0
-    assert out.stat().st_size > 100
+@pytest.mark.parametrize("composer", ["neural", "rules"])
+@pytest.mark.parametrize("command", ["generate", "rehearse"])
+def test_a_style_that_cannot_load_is_an_error_before_anything_plays(
+    tmp_path, monkeypatch, command, composer, capsys
+):
+    adapters = tmp_path / "adapters"
+    adapters.mkdir()
+    setlist = tmp_path / "gig.toml"
+    setlist.write_text("bars = 2\n")
+    first = {  # the adapters folder from --adapters, or from $LIVEKOMP_ADAPTERS
+        "generate": [
+            "generate",
+            *MOOD,
+            "--out",
+            str(tmp_path / "x.mid"),
+            "--adapters",
+            str(adapters),
+        ],
+        "rehearse": ["rehearse", str(setlist), "--out", str(tmp_path / "out")],
+    }[command]
+    monkeypatch.setenv("LIVEKOMP_ADAPTERS", str(adapters))
+    assert main(["-q", *first, "--composer", composer, "--style", "nosuch"]) == 2
+    why = {
+        "neural": f"no adapter folder {adapters / 'nosuch'}",
+        "rules": "the rules composer has no style adapters",
+    }[composer]
+    error = f"livekomp: error: style 'nosuch': {why}; see `livekomp adapters list`\n"
+    assert capsys.readouterr().err == error
+    assert not (tmp_path / "out").exists() and not (tmp_path / "x.mid").exists()
+
+
+def test_a_style_cue_that_cannot_load_is_a_warning_and_the_set_plays(tmp_path, capsys, caplog):
+    setlist = tmp_path / "gig.toml"
+    setlist.write_text('bars = 4\n[[cue]]\nbar = 2\nstyle = "reel"\n')
+    out = tmp_path / "out"
+    assert main(["-q", "rehearse", str(setlist), "--out", str(out), "--composer", "rules"]) == 0
+    assert len(json.loads((out / "summary.json").read_text())["bars"]) == 4
     refused = "style 'reel' refused: the rules composer has no style adapters"
     assert refused in capsys.readouterr().out
     warning = "style 'reel': the rules composer has no style adapters; refused, the base model"
