@@ -74,14 +74,15 @@ def adapters_dir(given: str | Path | None = None) -> Path:
 
 def build_composer(settings: ComposerSettings, seed: int) -> tuple[Composer, str | None]:
     """The primary composer, and why the rules play instead of the neural one (None if they
-    don't). A missing or corrupt checkpoint is one clear log line, never a stop."""
+    don't). A missing or corrupt checkpoint is one clear log line, never a stop; a runtime's
+    package that is not installed (`--runtime onnx` without onnxruntime) raises RuntimeMissing."""
     if settings.composer == "rules":
         return RuleComposer(seed), None
     try:
         # Imported here: a rules-only run never pays for importing torch.
         from livekomp.models.checkpoint import DEFAULT_DIR, CheckpointError
         from livekomp.models.neural import load_neural
-        from livekomp.models.runtime import RuntimeUnavailable
+        from livekomp.models.runtime import RuntimeMissing, RuntimeUnavailable
     except ImportError as error:
         reason = f"the neural composer needs torch, numpy and safetensors ({error})"
     else:
@@ -99,6 +100,8 @@ def build_composer(settings: ComposerSettings, seed: int) -> tuple[Composer, str
                 adapters_dir=adapters_dir(settings.adapters),
             )
             return composer, None
+        except RuntimeMissing:
+            raise  # asked for and not installed: the user installs it, the rules will not do
         except (CheckpointError, RuntimeUnavailable) as error:
             reason = str(error)
     log.warning("neural composer unavailable: %s; the rule-based composer plays", reason)

@@ -312,3 +312,20 @@ def test_ctrl_c_in_a_rehearsal_is_one_line_and_leaves_no_files(tmp_path):
     assert lines[-1] == "livekomp: interrupted"
     assert sum("interrupted" in line for line in lines) == 1
     assert not out.exists() or list(out.iterdir()) == []  # no set.mid, set.wav, summary, temps
+
+
+@pytest.mark.parametrize("missing", ["onnx", "onnxruntime"])
+def test_the_onnx_runtime_without_its_packages_is_one_line(tmp_path, monkeypatch, missing, capsys):
+    from tests.models.conftest import save_tiny
+
+    checkpoints = save_tiny(tmp_path / "checkpoints")  # not the checkout's: it stays untouched
+    monkeypatch.setitem(sys.modules, missing, None)  # import onnx (or onnxruntime) fails
+    out = tmp_path / "out"
+    flags = ["--runtime", "onnx", "--checkpoints", str(checkpoints)]
+    assert main(["-q", "rehearse", str(EXAMPLES / "sunrise.toml"), "--out", str(out), *flags]) == 2
+    assert capsys.readouterr().err == (
+        f"livekomp: error: --runtime onnx needs the {missing} package, which is not installed: "
+        "pip install -c constraints.txt onnx onnxruntime\n"
+    )
+    assert not (checkpoints / "onnx").exists()  # no empty export folder left behind
+    assert not out.exists()
