@@ -75,7 +75,7 @@ def adapters_dir(given: str | Path | None = None) -> Path:
 def build_composer(settings: ComposerSettings, seed: int) -> tuple[Composer, str | None]:
     """The primary composer, and why the rules play instead of the neural one (None if they
     don't). A missing or corrupt checkpoint is one clear log line, never a stop; a runtime's
-    package that is not installed (`--runtime onnx` without onnxruntime) raises RuntimeMissing."""
+    package that is not installed (`--runtime onnx` without onnx) raises RuntimeMissing."""
     if settings.composer == "rules":
         return RuleComposer(seed), None
     try:

@@ -31,12 +31,12 @@ ONNX_INSTALL = "pip install -c constraints.txt onnx onnxruntime"
 
 
 class RuntimeUnavailable(Exception):
-    """A runtime that cannot start here (no such device, onnxruntime missing)."""
+    """A runtime that cannot start here (no such device, or a package it needs)."""
 
 
 class RuntimeMissing(RuntimeUnavailable):
-    """A package the runtime asked for needs is not installed: the user installs it, so the
-    command stops rather than play the rules."""
+    """The runtime asked for needs a package that is not installed: the user installs it, so
+    the command stops rather than play the rules."""
 
 
 def require_onnx(package: str) -> ModuleType:
