@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,14 +21,25 @@ from types import TracebackType
 def write_atomically(path: str | Path, data: bytes) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _new_temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)  # the temporary file must not stay behind
+        tmp.unlink(missing_ok=True)  # the temporary file must not stay behind
         raise
+
+
+def _new_temporary(path: Path) -> tuple[int, Path]:
+    """A new file beside `path` to write it under, open for writing, with the mode a plain
+    `open` would give it (0o666 less the umask; mkstemp's 0o600 would make the files private)."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
 
 
 def write_json_atomically(path: str | Path, value: object) -> None:
@@ -53,10 +64,10 @@ class StagedFiles:
         if not self.folder.is_dir():
             self._made = [p for p in (self.folder, *self.folder.parents) if not p.exists()]
             self.folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.folder, prefix=f".{name}.", suffix=".tmp")
+        fd, tmp = _new_temporary(self.folder / name)
         os.close(fd)
-        self._staged[self.folder / name] = Path(tmp)
-        return Path(tmp)
+        self._staged[self.folder / name] = tmp
+        return tmp
 
     def commit(self) -> None:
         with _ctrl_c_held():

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import stat
 
 import pytest
 
@@ -57,3 +58,14 @@ def test_ctrl_c_during_the_commit_comes_after_it(tmp_path, monkeypatch):
             files.stage(name).write_text(name)
         files.commit()
     assert sorted(os.listdir(tmp_path)) == ["set.mid", "set.wav", "summary.json"]
+
+
+def test_files_get_the_mode_a_plain_write_gives_them(tmp_path):
+    (tmp_path / "plain").write_bytes(b"")
+    plain = stat.S_IMODE((tmp_path / "plain").stat().st_mode)  # 0o666 less the umask
+    write_atomically(tmp_path / "ready.json", b"{}")
+    with StagedFiles(tmp_path / "out") as files:
+        files.stage("set.mid")
+        files.commit()
+    for written in (tmp_path / "ready.json", tmp_path / "out" / "set.mid"):
+        assert stat.S_IMODE(written.stat().st_mode) == plain, written
