@@ -165,7 +165,8 @@ def _add_composer_flags(parser: argparse.ArgumentParser, *, live: bool) -> None:
         parser.add_argument(
             "--style",
             metavar="NAME",
-            help="style adapter to play from bar 0 (default base: no adapter)",
+            help="style adapter to play from bar 0, an error if it cannot load "
+            "(default base: no adapter)",
         )
 
 
@@ -505,9 +506,9 @@ def _composer_line(summary: dict[str, object]) -> str:
 
 
 def _run_generate(args: argparse.Namespace) -> int:
-    import shutil
     import tempfile
 
+    from livekomp.files import write_atomically
     from livekomp.inputs.setlist import Setlist, SetlistError
     from livekomp.mood import Mood
     from livekomp.music.theory import parse_key
@@ -550,8 +551,7 @@ def _run_generate(args: argparse.Namespace) -> int:
             initial_mood=Mood(args.valence, args.arousal),
             style=style,
         )
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(result.midi_path, args.out)
+        write_atomically(args.out, result.midi_path.read_bytes())
     print(f"generated {args.bars} bars: {args.out}")
     print(f"  composer: {_composer_line(result.summary['composer'])}")  # type: ignore[arg-type]
     return 0
@@ -765,15 +765,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         handler.addFilter(_drop_python_osc_warnings)
     try:
         return COMMANDS[args.command](args)
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:
-        problems = _user_problems(exc)
+    except BaseException as exc:
+        if _interrupted(exc):
+            print("livekomp: interrupted", file=sys.stderr)
+            return 130
+        problems = _user_problems(exc) if isinstance(exc, Exception) else None
         if problems is None:
             raise
         for problem in problems:
             print(f"livekomp: error: {problem}", file=sys.stderr)
         return 2
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Whether `exc` is Ctrl-C: a KeyboardInterrupt, or an exception group (trio raises one out
+    of a nursery, nested or not) of KeyboardInterrupts and the cancellations they caused."""
+    if isinstance(exc, KeyboardInterrupt):
+        return True
+    if not isinstance(exc, BaseExceptionGroup):
+        return False
+    _, others = exc.split((KeyboardInterrupt, trio.Cancelled))
+    return others is None and exc.subgroup(KeyboardInterrupt) is not None
 
 
 MODEL_ERRORS = (
@@ -788,6 +800,7 @@ MODEL_ERRORS = (
 def _user_problems(exc: BaseException) -> list[str] | None:
     """The messages of errors a user can fix (bad file, busy port, missing JACK), or None if
     `exc` holds anything else, which is a bug and keeps its traceback."""
+    from livekomp.composer import StyleUnavailable
     from livekomp.config import ConfigError
     from livekomp.dispatch.dispatcher import DispatcherError
     from livekomp.inputs.mapping import MappingError
@@ -807,6 +820,7 @@ def _user_problems(exc: BaseException) -> list[str] | None:
         DispatcherError,
         LinesError,
         AudioError,
+        StyleUnavailable,
     )
     # The model commands' errors: their modules import torch, so each is looked up only once its
     # module is loaded (no exception of a class exists before its module is imported).

@@ -48,6 +48,10 @@ class Composer(Protocol):
     def compose_bar(self, request: BarRequest) -> ComposedBar: ...
 
 
+class StyleUnavailable(ValueError):
+    """A style that must play (the one a rehearsal starts in) cannot be loaded."""
+
+
 @dataclass(frozen=True, slots=True)
 class ComposerSettings:
     """Which composer plays and how its models run (`--composer`, `--device`, …)."""
@@ -70,14 +74,15 @@ def adapters_dir(given: str | Path | None = None) -> Path:
 
 def build_composer(settings: ComposerSettings, seed: int) -> tuple[Composer, str | None]:
     """The primary composer, and why the rules play instead of the neural one (None if they
-    don't). A missing or corrupt checkpoint is one clear log line, never a stop."""
+    don't). A missing or corrupt checkpoint is one clear log line, never a stop; a runtime's
+    package that is not installed (`--runtime onnx` without onnx) raises RuntimeMissing."""
     if settings.composer == "rules":
         return RuleComposer(seed), None
     try:
         # Imported here: a rules-only run never pays for importing torch.
         from livekomp.models.checkpoint import DEFAULT_DIR, CheckpointError
         from livekomp.models.neural import load_neural
-        from livekomp.models.runtime import RuntimeUnavailable
+        from livekomp.models.runtime import RuntimeMissing, RuntimeUnavailable
     except ImportError as error:
         reason = f"the neural composer needs torch, numpy and safetensors ({error})"
     else:
@@ -95,6 +100,8 @@ def build_composer(settings: ComposerSettings, seed: int) -> tuple[Composer, str
                 adapters_dir=adapters_dir(settings.adapters),
             )
             return composer, None
+        except RuntimeMissing:
+            raise  # asked for and not installed: the user installs it, the rules will not do
         except (CheckpointError, RuntimeUnavailable) as error:
             reason = str(error)
     log.warning("neural composer unavailable: %s; the rule-based composer plays", reason)
@@ -106,21 +113,31 @@ def loaded_styles(primary: Composer) -> tuple[str, ...]:
     return tuple(getattr(primary, "styles", ()))
 
 
-def refuse_styles(primary: Composer, wanted: Iterable[str]) -> dict[str, str]:
+def refuse_styles(
+    primary: Composer, wanted: Iterable[str], *, required: str = BASE_STYLE
+) -> dict[str, str]:
     """The styles asked for that will not play (name → why), each told in one warning line.
 
     The primary's own refusals (a broken or mismatched adapter), and any name a composer without
-    adapters (the rules) could not load.
+    adapters (the rules) could not load. If `required` is refused, StyleUnavailable is raised
+    instead, before any warning: the command asked for it, and nothing should play without it.
     """
     refused = dict(getattr(primary, "refused_styles", {}))
     loaded = loaded_styles(primary)
-    for name in wanted:
+    for name in (*wanted, required):
         if name != BASE_STYLE and name not in loaded and name not in refused:
             refused[name] = f"the {primary.name} composer has no style adapters"
+    if required in refused:
+        hint = "see `livekomp adapters list`"
+        raise StyleUnavailable(f"{_told(required, refused[required])}; {hint}")
     for name, reason in refused.items():
-        told = reason if repr(name) in reason else f"style {name!r}: {reason}"
-        log.warning("%s; refused, the base model carries on", told)
+        log.warning("%s; refused, the base model carries on", _told(name, reason))
     return refused
+
+
+def _told(name: str, reason: str) -> str:
+    """Why style `name` was refused, naming it once."""
+    return reason if repr(name) in reason else f"style {name!r}: {reason}"
 
 
 class PhraseBuffer:

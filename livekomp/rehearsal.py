@@ -4,7 +4,8 @@ The same services as on stage — setlist input, control router, mood, composer,
 dispatcher, voice — run under `trio.testing.MockClock`, so a set renders as fast as the computer
 allows and, with models and voices inline, identically for the same seed. With `audio`, the
 set's MIDI is also rendered to sound and the spoken lines mixed in at their bar lines
-(`set.wav`).
+(`set.wav`). The files appear together when everything is rendered, or not at all: an error or
+Ctrl-C on the way leaves none of them.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from livekomp.composer import (
 )
 from livekomp.dispatch.dispatcher import VirtualDispatcher
 from livekomp.dispatch.tracked import TrackedOutput
+from livekomp.files import StagedFiles
 from livekomp.inputs.events import ControlEvent, Param
 from livekomp.inputs.setlist import Setlist, serve_setlist
 from livekomp.mood import Mood, MoodState
@@ -107,42 +109,43 @@ def rehearse(
     style: str = BASE_STYLE,
 ) -> RehearsalResult:
     """Render `setlist` to `out_dir/set.mid` and `out_dir/summary.json` (with `audio`, also
-    `out_dir/set.wav`).
+    `out_dir/set.wav`), put in place together once all are rendered; on an error or Ctrl-C none
+    of them is written.
 
-    The set starts in `style` (a `BarRequest.style`); the adapters for it
-    and for every style the cues name are loaded first. A style that fails to load is refused in
-    one warning line; its cues are dropped and the style before plays on.
+    The set starts in `style` (a `BarRequest.style`); the adapters for it and for every style the
+    cues name are loaded first. If `style` fails to load, StyleUnavailable is raised before
+    anything plays. A cue's style that fails to load is refused in one warning line; its cues are
+    dropped and the style before plays on.
 
     The neural composer runs inline (no budget, no buffer), so the result depends only on the
     setlist, the seed and the checkpoints; so do the voices, rendered inline in cue order.
     """
-    out_dir = Path(out_dir)
     seed = seed if seed is not None else (setlist.seed if setlist.seed is not None else 0)
     settings = composer or ComposerSettings()
     wanted = adapters((*settings.styles, style, *setlist.styles))
     primary, unavailable = build_composer(replace(settings, styles=wanted), seed)
-    refused = refuse_styles(primary, wanted)
-    if style not in (BASE_STYLE, *loaded_styles(primary)):
-        style = BASE_STYLE
+    refused = refuse_styles(primary, wanted, required=style)
     voice = None
     if audio is not None:
         speaker = open_speaker(_seeded(audio.voice, seed))
         config = VoiceConfig(align=audio.align, lead_s=0.0, duck=audio.duck, in_thread=False)
         voice = (speaker, config)
-    result = trio.run(
-        _rehearse,
-        setlist,
-        out_dir,
-        seed,
-        lookahead_beats,
-        slew_s,
-        ComposerService(primary, unavailable=unavailable, refused_styles=refused),
-        initial_mood,
-        style,
-        voice,
-        audio,
-        clock=trio.testing.MockClock(autojump_threshold=0),
-    )
+    with StagedFiles(out_dir) as files:
+        result = trio.run(
+            _rehearse,
+            setlist,
+            files,
+            seed,
+            lookahead_beats,
+            slew_s,
+            ComposerService(primary, unavailable=unavailable, refused_styles=refused),
+            initial_mood,
+            style,
+            voice,
+            audio,
+            clock=trio.testing.MockClock(autojump_threshold=0),
+        )
+        files.commit()
     return result
 
 
@@ -154,7 +157,7 @@ def _seeded(spec: VoiceSpec, seed: int) -> VoiceSpec:
 
 async def _rehearse(
     setlist: Setlist,
-    out_dir: Path,
+    files: StagedFiles,
     seed: int,
     lookahead_beats: float,
     slew_s: float,
@@ -167,7 +170,7 @@ async def _rehearse(
     tonic = parse_key(setlist.key)
     clock = MasterClock(setlist.bpm, now_s=trio.current_time)
     recorder = MidiFileRecorder(
-        out_dir / "set.mid",
+        files.stage("set.mid"),
         title=setlist.title,
         beats_per_bar=setlist.beats_per_bar,
         bpm=setlist.bpm,
@@ -235,16 +238,17 @@ async def _rehearse(
     report.extra.update(session.summary())
     wav_path = None
     if voice is not None and audio is not None:
-        wav_path = out_dir / "set.wav"
+        wav_path = files.folder / "set.wav"
         origin_s = clock.time_at(0.0)
         clips = [(at_s - origin_s, speech) for at_s, speech in track.clips]
         report.extra["audio"] = {
-            "music": _write_audio(wav_path, recorder.path, clips, audio),
+            "music": _write_audio(files.stage("set.wav"), recorder.path, clips, audio),
             "voice": voice.summary(),
         }
-    summary_path = out_dir / "summary.json"
-    report.write(summary_path)
-    return RehearsalResult(recorder.path, summary_path, report.as_dict(), wav_path)
+    report.write(files.stage("summary.json"))
+    return RehearsalResult(
+        files.folder / "set.mid", files.folder / "summary.json", report.as_dict(), wav_path
+    )
 
 
 def _write_audio(

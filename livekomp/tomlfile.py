@@ -11,7 +11,8 @@ from typing import Any
 def read_toml(
     path: Path, error: type[ValueError], what: str, shown: str | None = None
 ) -> dict[str, Any]:
-    """Read a TOML file; a missing, unreadable or malformed file raises `error` naming it.
+    """Read a TOML file; a missing, unreadable or malformed file, or one that is not UTF-8 text
+    (random bytes, TOML saved as UTF-16), raises `error` naming it.
 
     Every file livekomp reads (settings, setlists, mappings) fails the same way, before
     anything plays.
@@ -24,5 +25,7 @@ def read_toml(
         raise error(f"{shown}: no such {what} file") from None
     except OSError as exc:
         raise error(f"{shown}: cannot read {what} file: {exc}") from None
+    except UnicodeDecodeError:
+        raise error(f"{shown}: not UTF-8 text (is it a TOML file?)") from None
     except tomllib.TOMLDecodeError as exc:
         raise error(f"{shown}: not valid TOML: {exc}") from None

@@ -1,12 +1,19 @@
 """The `livekomp` command as a user meets it: files written, and clear errors for bad input."""
 
 import json
+import random
+import signal
 import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import mido
 import pytest
+import trio
 
+import livekomp.cli
 from livekomp.cli import _composer_settings, _parser, _serve_config, main
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -132,11 +139,43 @@ def test_style_flags():
 MOOD = ["--valence", "0", "--arousal", "0"]
 
 
-def test_a_style_the_rules_cannot_play_is_refused_and_the_music_plays(tmp_path, capsys, caplog):
-    out = tmp_path / "reel.mid"
-    flags = [*MOOD, "--bars", "2", "--composer", "rules", "--style", "reel", "--out", str(out)]
-    assert main(["-q", "generate", *flags]) == 0
-    assert out.stat().st_size > 100
+@pytest.mark.parametrize("composer", ["neural", "rules"])
+@pytest.mark.parametrize("command", ["generate", "rehearse"])
+def test_a_style_that_cannot_load_is_an_error_before_anything_plays(
+    tmp_path, monkeypatch, command, composer, capsys
+):
+    adapters = tmp_path / "adapters"
+    adapters.mkdir()
+    setlist = tmp_path / "gig.toml"
+    setlist.write_text("bars = 2\n")
+    first = {  # the adapters folder from --adapters, or from $LIVEKOMP_ADAPTERS
+        "generate": [
+            "generate",
+            *MOOD,
+            "--out",
+            str(tmp_path / "x.mid"),
+            "--adapters",
+            str(adapters),
+        ],
+        "rehearse": ["rehearse", str(setlist), "--out", str(tmp_path / "out")],
+    }[command]
+    monkeypatch.setenv("LIVEKOMP_ADAPTERS", str(adapters))
+    assert main(["-q", *first, "--composer", composer, "--style", "nosuch"]) == 2
+    why = {
+        "neural": f"no adapter folder {adapters / 'nosuch'}",
+        "rules": "the rules composer has no style adapters",
+    }[composer]
+    error = f"livekomp: error: style 'nosuch': {why}; see `livekomp adapters list`\n"
+    assert capsys.readouterr().err == error
+    assert not (tmp_path / "out").exists() and not (tmp_path / "x.mid").exists()
+
+
+def test_a_style_cue_that_cannot_load_is_a_warning_and_the_set_plays(tmp_path, capsys, caplog):
+    setlist = tmp_path / "gig.toml"
+    setlist.write_text('bars = 4\n[[cue]]\nbar = 2\nstyle = "reel"\n')
+    out = tmp_path / "out"
+    assert main(["-q", "rehearse", str(setlist), "--out", str(out), "--composer", "rules"]) == 0
+    assert len(json.loads((out / "summary.json").read_text())["bars"]) == 4
     refused = "style 'reel' refused: the rules composer has no style adapters"
     assert refused in capsys.readouterr().out
     warning = "style 'reel': the rules composer has no style adapters; refused, the base model"
@@ -157,3 +196,136 @@ def test_a_bad_style_name_is_a_clear_error(tmp_path, command, capsys):
     flag = "styles" if command == "serve" else "--style"
     assert f"{flag}: 'my reel' is not a style name" in error
     assert not (tmp_path / "out").exists() and not (tmp_path / "x.mid").exists()
+
+
+# Files that are not text: random bytes, and TOML saved as UTF-16 (a Windows editor's "Unicode").
+NOT_TEXT = {
+    "random-bytes": random.Random(12).randbytes(2048),
+    "utf-16": 'title = "Sunrise"\nbars = 4\n'.encode("utf-16"),
+}
+
+
+@pytest.mark.parametrize("what", ["setlist", "config", "mapping", "lines"])
+@pytest.mark.parametrize("content", NOT_TEXT.values(), ids=NOT_TEXT)
+def test_a_file_that_is_not_text_is_one_clear_line(tmp_path, monkeypatch, what, content, capsys):
+    def serve_live(config):
+        raise AssertionError("serve started: the config should have failed before any port")
+
+    monkeypatch.setattr("livekomp.app.serve_live", serve_live)
+    binary = tmp_path / "file.toml"
+    binary.write_bytes(content)
+    setlist = tmp_path / "gig.toml"
+    setlist.write_text("bars = 2\n")
+    out = tmp_path / "out"
+    command = {
+        "setlist": ["rehearse", str(binary), "--out", str(out)],
+        "config": ["serve", "--config", str(binary)],
+        "mapping": ["layout", "touchosc", "--mapping", str(binary), "--out", str(out / "x.tosc")],
+        "lines": ["rehearse", str(setlist), "--out", str(out), "--lines", str(binary), "--audio"],
+    }[what]
+    assert main(command) == 2
+    error = capsys.readouterr().err
+    assert error == f"livekomp: error: {binary}: not UTF-8 text (is it a TOML file?)\n"
+    assert not out.exists()
+
+
+async def _cancelled() -> trio.Cancelled:
+    """A real trio.Cancelled (it has no public constructor)."""
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        try:
+            await trio.sleep(0)
+        except trio.Cancelled as cancelled:
+            return cancelled
+    raise AssertionError("not cancelled")
+
+
+async def _interrupted_in_a_nursery() -> None:
+    """Ctrl-C in a task of a nursery: trio.run raises it in an exception group."""
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.sleep_forever)
+        raise KeyboardInterrupt
+
+
+INTERRUPTS = {
+    "bare": lambda: KeyboardInterrupt(),
+    "group-of-one": lambda: BaseExceptionGroup("trio", [KeyboardInterrupt()]),
+    "nested-with-cancelled": lambda: BaseExceptionGroup(
+        "outer",
+        [BaseExceptionGroup("inner", [KeyboardInterrupt()]), trio.run(_cancelled)],
+    ),
+}
+
+
+def _command_raising(make: object):
+    def command(args):
+        if make == "trio":
+            trio.run(_interrupted_in_a_nursery)
+        raise make()
+
+    return command
+
+
+@pytest.mark.parametrize("make", [*INTERRUPTS.values(), "trio"], ids=[*INTERRUPTS, "trio-run"])
+@pytest.mark.parametrize("command", ["rehearse", "generate", "serve", "ports"])
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, command, make, capsys):
+    monkeypatch.setitem(livekomp.cli.COMMANDS, command, _command_raising(make))
+    argv = {
+        "rehearse": ["rehearse", "set.toml", "--out", "out"],
+        "generate": ["generate", *MOOD, "--out", "x.mid"],
+        "serve": ["serve"],
+        "ports": ["ports"],
+    }[command]
+    assert main(argv) == 130
+    assert capsys.readouterr().err == "livekomp: interrupted\n"
+
+
+def test_an_error_beside_a_ctrl_c_keeps_its_traceback(monkeypatch):
+    bug = RuntimeError("a bug")
+
+    def command(args):
+        raise BaseExceptionGroup("trio", [KeyboardInterrupt(), bug])
+
+    monkeypatch.setitem(livekomp.cli.COMMANDS, "ports", command)
+    with pytest.raises(BaseExceptionGroup) as raised:
+        main(["ports"])
+    assert raised.value.exceptions[1] is bug
+
+
+def test_ctrl_c_in_a_rehearsal_is_one_line_and_leaves_no_files(tmp_path):
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "livekomp.cli", "-q", "rehearse"]
+    command += [str(EXAMPLES / "sunrise.toml"), "--out", str(out), "--composer", "rules", "--audio"]
+    with subprocess.Popen(
+        command, cwd=EXAMPLES.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as rehearsal:
+        deadline = time.monotonic() + 60
+        while not (out.is_dir() and any(out.iterdir())):  # the rehearsal has begun writing
+            assert rehearsal.poll() is None, rehearsal.communicate()
+            assert time.monotonic() < deadline, "nothing written in a minute"
+            time.sleep(0.01)
+        rehearsal.send_signal(signal.SIGINT)
+        _, err = rehearsal.communicate(timeout=60)
+    assert rehearsal.returncode == 130, err
+    assert "Traceback" not in err
+    lines = err.splitlines()
+    assert lines[-1] == "livekomp: interrupted"
+    assert sum("interrupted" in line for line in lines) == 1
+    assert not out.exists() or list(out.iterdir()) == []  # no set.mid, set.wav, summary, temps
+
+
+@pytest.mark.parametrize("missing", ["onnx", "onnxruntime"])
+def test_the_onnx_runtime_without_its_packages_is_one_line(tmp_path, monkeypatch, missing, capsys):
+    from tests.models.conftest import save_tiny
+
+    checkpoints = save_tiny(tmp_path / "checkpoints")  # not the checkout's: it stays untouched
+    monkeypatch.setitem(sys.modules, missing, None)  # import onnx (or onnxruntime) fails
+    out = tmp_path / "out"
+    flags = ["--runtime", "onnx", "--checkpoints", str(checkpoints)]
+    assert main(["-q", "rehearse", str(EXAMPLES / "sunrise.toml"), "--out", str(out), *flags]) == 2
+    assert capsys.readouterr().err == (
+        f"livekomp: error: --runtime onnx needs the {missing} package, which is not installed: "
+        "pip install -c constraints.txt onnx onnxruntime\n"
+    )
+    assert not (checkpoints / "onnx").exists()  # no empty export folder left behind
+    assert not out.exists()

@@ -5,7 +5,7 @@ from pathlib import Path
 import mido
 import pytest
 
-from livekomp.composer import ComposerSettings
+from livekomp.composer import ComposerSettings, StyleUnavailable
 from livekomp.inputs.setlist import load_setlist, parse_setlist
 from livekomp.music.phrase import BarRequest, ComposedBar
 from livekomp.music.rules import RuleComposer
@@ -254,6 +254,19 @@ def test_a_refused_style_is_named_and_its_cue_dropped(tmp_path, styled, caplog):
     }
     assert summary["styles_dropped"] == 1  # the cue at bar 2
     assert summary["controls_not_understood"] == 0
+
+
+def test_a_starting_style_that_cannot_load_stops_the_rehearsal_before_it_plays(
+    tmp_path, styled, caplog
+):
+    setlist = parse_setlist({"bars": 8, "cue": [{"bar": 4, "style": "reel"}]}, Path("set.toml"))
+    reason = "style 'broken': adapter rank 8 does not fit the melody model"
+    with pytest.raises(StyleUnavailable, match=reason):
+        rehearse(setlist, tmp_path / "out", composer=RULES, style="broken")
+    ((_, composer),) = styled
+    assert composer.requests == []  # not one bar composed
+    assert "refused" not in caplog.text  # the error is the one line, not a warning as well
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_rule_based_composer_refuses_every_style(tmp_path, caplog):

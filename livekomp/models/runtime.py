@@ -8,10 +8,13 @@ callers: torch tensors for torch, NumPy arrays for onnxruntime.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import math
 import warnings
 from pathlib import Path
+from types import ModuleType
 from typing import Any, Protocol
 
 import numpy as np
@@ -24,10 +27,26 @@ log = logging.getLogger("livekomp.models")
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 RUNTIMES = ("torch", "onnx")
+ONNX_INSTALL = "pip install -c constraints.txt onnx onnxruntime"
 
 
 class RuntimeUnavailable(Exception):
-    """A runtime that cannot start here (no such device, onnxruntime missing)."""
+    """A runtime that cannot start here (no such device, or a package it needs)."""
+
+
+class RuntimeMissing(RuntimeUnavailable):
+    """The runtime asked for needs a package that is not installed: the user installs it, so
+    the command stops rather than play the rules."""
+
+
+def require_onnx(package: str) -> ModuleType:
+    """`package` (onnx exports the trunk, onnxruntime runs it), or RuntimeMissing naming it."""
+    try:
+        return importlib.import_module(package)
+    except ImportError:
+        raise RuntimeMissing(
+            f"--runtime onnx needs the {package} package, which is not installed: {ONNX_INSTALL}"
+        ) from None
 
 
 def pick_device(name: str = "auto") -> str:
@@ -88,7 +107,9 @@ class TorchTrunk:
 
 
 def export_onnx(model: MelodyTransformer, path: Path) -> Path:
-    """Write the trunk, with its cache inputs and outputs, as an ONNX graph."""
+    """Write the trunk, with its cache inputs and outputs, as an ONNX graph (whole or not at
+    all; RuntimeMissing, and no folder made, without the onnx package)."""
+    require_onnx("onnx")
     c = model.config
     model = model.cpu().eval()
     steps = torch.zeros(1, 3, 3, dtype=torch.long)
@@ -112,7 +133,11 @@ def export_onnx(model: MelodyTransformer, path: Path) -> Path:
         warnings.simplefilter("ignore", DeprecationWarning)
         # The trace takes the masked branch (3 new steps), which is right for one step too.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        _export(Wrapper(), (steps, mood, metre, past, past), temporary)
+        try:
+            _export(Wrapper(), (steps, mood, metre, past, past), temporary)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
     temporary.replace(path)
     return path
 
@@ -146,8 +171,13 @@ def onnx_path(directory: Path) -> Path:
 
 
 def export_path(directory: Path, name: str) -> Path:
-    """`directory/onnx/name` when that folder is writable, else the user's cache."""
+    """`directory/onnx/name` when that folder is writable, else the user's cache.
+
+    A folder made to find out is removed again: the export makes it when it writes there, so a
+    run that never exports (onnx missing) leaves none behind.
+    """
     beside = directory / "onnx"
+    made = not beside.exists()
     try:
         beside.mkdir(exist_ok=True)
         probe = beside / ".writable"
@@ -156,18 +186,17 @@ def export_path(directory: Path, name: str) -> Path:
         return beside / name
     except OSError:
         return Path.home() / ".cache" / "livekomp" / "onnx" / name
+    finally:
+        if made:
+            with contextlib.suppress(OSError):
+                beside.rmdir()
 
 
 class OnnxTrunk:
     """The trunk exported to ONNX and run by onnxruntime on one CPU thread."""
 
     def __init__(self, model: MelodyTransformer, path: Path, threads: int = 1) -> None:
-        try:
-            import onnxruntime
-        except ImportError:
-            raise RuntimeUnavailable(
-                "--runtime onnx needs onnxruntime: pip install onnxruntime"
-            ) from None
+        onnxruntime = require_onnx("onnxruntime")
         if not path.is_file():
             export_onnx(model, path)
         options = onnxruntime.SessionOptions()

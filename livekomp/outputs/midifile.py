@@ -2,11 +2,13 @@
 
 Track 0 is the conductor (name, time signature, tempo map); then one named track per part,
 chosen by channel. Realtime messages (clock, start, stop) are not part of a Standard MIDI File
-and are left out. Writing is deterministic: the same messages give the same bytes.
+and are left out. Writing is deterministic: the same messages give the same bytes, and atomic:
+the file appears whole or not at all.
 """
 
 from __future__ import annotations
 
+import io
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +16,7 @@ from pathlib import Path
 import mido
 
 from livekomp.clock.clock import MasterClock, TempoMap
+from livekomp.files import write_atomically
 from livekomp.music.messages import send_order
 from livekomp.music.phrase import PART_CHANNELS, Part
 
@@ -96,8 +99,9 @@ class MidiFileRecorder:
                 return
             self._closed = True
             midi = self._build()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        midi.save(self.path)
+        data = io.BytesIO()
+        midi.save(file=data)
+        write_atomically(self.path, data.getvalue())
 
     def _build(self) -> mido.MidiFile:
         midi = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)

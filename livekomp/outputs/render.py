@@ -8,6 +8,7 @@ lines fall. Both are deterministic, so a rehearsal's WAV is the same for the sam
 
 from __future__ import annotations
 
+import io
 import logging
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 import mido
 import numpy as np
 
+from livekomp.files import write_atomically
 from livekomp.speech import Speech
 from livekomp.voice.tts import resample
 
@@ -229,11 +231,12 @@ def mix(
 
 
 def write_wav(path: Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
-    """16-bit stereo PCM."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """16-bit stereo PCM, written whole or not at all."""
     pcm = np.round(np.clip(samples, -1.0, 1.0) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as wav:
+    data = io.BytesIO()
+    with wave.open(data, "wb") as wav:
         wav.setnchannels(2)
         wav.setsampwidth(2)
         wav.setframerate(sample_rate)
         wav.writeframes(pcm.tobytes())
+    write_atomically(path, data.getvalue())

@@ -11,6 +11,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+from livekomp.files import write_atomically
 from livekomp.inputs.events import ControlEvent
 from livekomp.mood import Mood
 from livekomp.music.phrase import BASE_STYLE, ComposedBar, Part
@@ -82,7 +83,6 @@ class RunReport:
         }
 
     def write(self, path: str | Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Write the report as JSON, whole or not at all."""
         text = json.dumps(self.as_dict(), indent=2, sort_keys=False, ensure_ascii=False)
-        path.write_text(text + "\n", encoding="utf-8")
+        write_atomically(path, (text + "\n").encode("utf-8"))
