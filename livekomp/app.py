@@ -39,7 +39,7 @@ from livekomp.files import write_json_atomically
 from livekomp.inputs.events import ControlEvent
 from livekomp.inputs.mapping import load_mapping
 from livekomp.inputs.midi import serve_midi_in
-from livekomp.inputs.osc import serve_osc
+from livekomp.inputs.osc import check_osc_port, serve_osc
 from livekomp.inputs.stats import InputStats
 from livekomp.midiports import api_name, choose_api
 from livekomp.mood import MoodState
@@ -146,6 +146,7 @@ async def serve_live(config: LiveConfig) -> None:
     """Run the live server until Ctrl-C or SIGTERM."""
     tonic = parse_key(config.key)
     mapping = load_mapping(config.mappings)
+    check_osc_port(config.osc_host, config.osc_port)
     api = choose_api(config.midi_api)
     clock = MasterClock(config.bpm)
     record = None

@@ -1,5 +1,6 @@
 """The `livekomp` command as a user meets it: files written, and clear errors for bad input."""
 
+import errno
 import json
 import random
 import signal
@@ -110,15 +111,44 @@ def test_ports_lists_what_jack_has(capsys, jack_server):
     assert "outputs:" in out
 
 
-@pytest.mark.jack
-def test_a_busy_osc_port_is_a_clear_error(capsys, jack_server):
+def _no_midi_port(monkeypatch):
+    """Fail the test if serve gets as far as opening its MIDI output."""
+
+    def start(self):
+        raise AssertionError("the MIDI sender was started")
+
+    monkeypatch.setattr("livekomp.dispatch.sender.ProcessDispatcher.start", start)
+
+
+def test_a_busy_osc_port_is_a_clear_error_before_any_midi_port_opens(capsys, monkeypatch):
+    _no_midi_port(monkeypatch)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
         assert main(["-q", "serve", "--midi-api", "jack", "--osc-port", str(port)]) == 2
-    error = capsys.readouterr().err
-    assert f"cannot listen for OSC on 127.0.0.1:{port}" in error
-    assert "--osc-port" in error
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        f"livekomp: error: cannot listen for OSC on 127.0.0.1:{port}: Address already in use "
+        "(another program has the port? choose one with --osc-port)"
+    ]
+
+
+def test_a_port_that_needs_root_says_so_before_any_midi_port_opens(capsys, monkeypatch):
+    _no_midi_port(monkeypatch)
+
+    class NoPrivilegedPorts(socket.socket):
+        def bind(self, address):
+            if address[1] < 1024:
+                raise PermissionError(errno.EACCES, "Permission denied")
+            super().bind(address)
+
+    monkeypatch.setattr("livekomp.inputs.osc.socket.socket", NoPrivilegedPorts)
+    assert main(["-q", "serve", "--midi-api", "jack", "--osc-port", "80"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        "livekomp: error: cannot listen for OSC on 127.0.0.1:80: Permission denied (ports below "
+        "1024 need root; choose one above it with --osc-port, e.g. 9000)"
+    ]
 
 
 def test_style_flags():

@@ -10,9 +10,11 @@ far ahead it accepts, so a client cannot make the server hoard events.
 
 from __future__ import annotations
 
+import errno
 import heapq
 import itertools
 import math
+import socket
 import time
 from dataclasses import dataclass
 
@@ -130,6 +132,34 @@ class BundleSchedule:
                 self._stats.count(TRANSPORT, "dispatched")
 
 
+# What to do about a port that cannot be bound, by errno; the rest get the first hint.
+_BIND_HINTS = {
+    errno.EADDRINUSE: "another program has the port? choose one with --osc-port",
+    errno.EACCES: "ports below 1024 need root; choose one above it with --osc-port, e.g. 9000",
+    errno.EPERM: "ports below 1024 need root; choose one above it with --osc-port, e.g. 9000",
+    errno.EADDRNOTAVAIL: "no network interface here has that address; check --osc-host",
+}
+
+
+def bind_error(host: str, port: int, err: OSError) -> OSError:
+    """The one-line error for an OSC port that cannot be listened on, with what to do."""
+    hint = _BIND_HINTS.get(err.errno or 0, _BIND_HINTS[errno.EADDRINUSE])
+    error = OSError(f"cannot listen for OSC on {host}:{port}: {err.strerror} ({hint})")
+    error.errno = err.errno  # kept for callers; the message is the line a user reads
+    return error
+
+
+def check_osc_port(host: str, port: int) -> None:
+    """Fail now, with `bind_error`, if `host:port` cannot be listened on: before the server opens
+    a MIDI port a DAW would see come and go. (The port is bound again when the server starts;
+    another program taking it in between is still reported then, the same way.)"""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            raise bind_error(host, port, err) from err
+
+
 async def serve_osc(
     host: str,
     port: int,
@@ -144,11 +174,7 @@ async def serve_osc(
         try:
             await sock.bind((host, port))
         except OSError as err:
-            raise OSError(
-                err.errno,
-                f"cannot listen for OSC on {host}:{port}: {err.strerror} "
-                "(another program has the port? choose one with --osc-port)",
-            ) from err
+            raise bind_error(host, port, err) from err
         bound_port: int = sock.getsockname()[1]
         schedule = BundleSchedule(send_channel, stats)
         async with trio.open_nursery() as nursery:
