@@ -5,6 +5,7 @@ JACK MIDI clock master, a JACK recorder)."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -406,3 +407,67 @@ class JackRecorder:
     def close(self) -> None:
         self.client.deactivate()
         self.client.close()
+
+
+def ticks_by_the_masters_log(
+    events: list[tuple[int, bytes]],
+    sent: list[tuple[float, bytes]],
+    dropped: frozenset[int] = frozenset(),
+    *,
+    frame_rate: int = 48_000,
+) -> list[tuple[int, float]]:
+    """(frame, song position in beats) of every tick a receiver heard while the master ran,
+    numbered by what the master says it sent (`ClockMaster.sent`), not by the receiver's gaps.
+
+    A receiver on a busy machine loses ticks now and then (jack_midi_dump misses JACK cycles), and
+    a tick held up by most of a period looks like a lost one in its gaps: counted from gaps, one
+    such tick shifts every beat after it. Here each heard tick is matched to a sent one: when
+    ticks were lost, the losses go where the receiver's frames then follow the master's send
+    times most smoothly (a wrong place puts a whole period's jump into that curve, a slip of
+    JACK's frame clock only a few milliseconds).
+    """
+    # Every tick the master sent, in order, with its song position (None while stopped).
+    positions: list[float | None] = []
+    running, position_ticks, tick_number = False, 0, 0
+    sent_times: list[float] = []
+    for t_s, data in sent:
+        status = data[0]
+        if status == 0xF8:
+            while tick_number in dropped:
+                tick_number += 1
+                position_ticks += running
+            positions.append(position_ticks / 24 if running else None)
+            sent_times.append(t_s)
+            position_ticks += running
+            tick_number += 1
+        elif status == 0xFA:
+            running, position_ticks = True, 0
+        elif status == 0xFB:
+            running = True
+        elif status == 0xFC:
+            running = False
+        elif status == 0xF2 and len(data) == 3:
+            position_ticks = (data[1] | data[2] << 7) * 6
+    heard = [frame for frame, data in events if data[0] == 0xF8]
+    missing = len(sent_times) - len(heard)
+    if missing < 0:
+        raise AssertionError(f"the receiver heard {-missing} more ticks than the master sent")
+    index = list(range(len(heard)))  # heard tick i is sent tick index[i]
+
+    def roughness(mapping: list[int]) -> float:
+        offsets = [heard[i] / frame_rate - sent_times[j] for i, j in enumerate(mapping)]
+        return sum(abs(b - a) for a, b in itertools.pairwise(offsets))
+
+    for _ in range(missing):  # one loss at a time, where it fits best
+        candidates = []
+        for place in range(len(heard) + 1):
+            if place < len(heard) and index[place] + 1 >= len(sent_times):
+                continue
+            shifted = index[:place] + [j + 1 for j in index[place:]]
+            candidates.append((roughness(shifted), place, shifted))
+        index = min(candidates)[2]
+    return [
+        (heard[i], positions[j])  # type: ignore[misc]
+        for i, j in enumerate(index)
+        if positions[j] is not None
+    ]

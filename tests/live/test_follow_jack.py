@@ -20,7 +20,7 @@ import pytest
 
 from tests.live.test_serve_jack import hanging_notes
 from tools.beat_grid import FRAME_RATE, note_positions
-from tools.peers import ClockMaster, connect, master_beats
+from tools.peers import ClockMaster, connect, master_beats, ticks_by_the_masters_log
 
 pytestmark = [pytest.mark.jack, pytest.mark.liblo]
 
@@ -180,6 +180,29 @@ def test_notes_in_a_slip_are_not_measured_and_the_rest_are():
         assert max(grid_errors_ms(late, ticks, stretches)) == pytest.approx(12.67, abs=0.05)
 
 
+def test_ticks_are_numbered_by_what_the_master_sent():
+    period_s = 60 / 140 / 24
+    sent = [(0.0, b"\xfa")] + [(0.01 + i * period_s, b"\xf8") for i in range(96)]
+    sent.append((0.01 + 96 * period_s, b"\xfc"))
+
+    def heard(late: dict[int, float], lost: set[int]) -> list[tuple[int, bytes]]:
+        return [
+            (round((t + late.get(i - 1, 0.0) * period_s) * 48_000) // 128 * 128, data)
+            for i, (t, data) in enumerate(sent)
+            if i - 1 not in lost
+        ]
+
+    truth = [i / 24 for i in range(96)]
+    # A tick held up by 0.75 of a period: its gap looks like a lost tick's; it was not lost.
+    held = heard({40: 0.75}, set())
+    assert [b for _, b in ticks_by_the_masters_log(held, sent)] == truth
+    assert [b for _, b in master_beats(held, infer_lost=True)] != truth  # what the gaps said
+    # The first tick after the start lost on the way: no gap shows it.
+    first_lost = heard({}, {0})
+    assert [b for _, b in ticks_by_the_masters_log(first_lost, sent)] == truth[1:]
+    assert [b for _, b in master_beats(first_lost, infer_lost=True)] == truth[:-1]
+
+
 def test_follows_a_jack_clock_master_through_tempo_changes_stop_and_song_position(
     serve_factory, midi_dump, clock_master
 ):
@@ -223,10 +246,10 @@ def test_follows_a_jack_clock_master_through_tempo_changes_stop_and_song_positio
     assert "MIDI clock: Continue from beat 10" in log
     assert "MIDI clock: Stop at beat 20.00" in log
 
-    # Under load jack_midi_dump itself misses JACK cycles ("lkdump… was not finished" in
-    # jackd's log), and with them ticks: counted from the gaps, as bench follow does, so one it
-    # missed does not shift the master's beats (the dropped tick is found the same way).
-    ticks = master_beats(events, infer_lost=True)
+    # The master's beats, numbered by its own log of what it sent: jack_midi_dump misses JACK
+    # cycles under load, and with them ticks, and counting from its gaps took a tick held up by
+    # most of a period for a lost one (or missed a lost first tick), shifting every beat after.
+    ticks = ticks_by_the_masters_log(events, master.sent, dropped=frozenset({dropped}))
     notes = note_positions(events, ticks)
     assert len(notes) > 60
     # Bar grid: each take starts on one of the master's bar lines: 4 after Start (beat 0 cannot
