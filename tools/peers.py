@@ -449,14 +449,22 @@ def ticks_by_the_masters_log(
         elif status == 0xF2 and len(data) == 3:
             position_ticks = (data[1] | data[2] << 7) * 6
     heard = [frame for frame, data in events if data[0] == 0xF8]
-    missing = len(sent_times) - len(heard)
-    if missing < 0:
-        raise AssertionError(f"the receiver heard {-missing} more ticks than the master sent")
-    index = list(range(len(heard)))  # heard tick i is sent tick index[i]
 
-    def roughness(mapping: list[int]) -> float:
-        offsets = [heard[i] / frame_rate - sent_times[j] for i, j in enumerate(mapping)]
+    def roughness(frames: list[int], mapping: list[int]) -> float:
+        offsets = [frames[i] / frame_rate - sent_times[j] for i, j in enumerate(mapping)]
         return sum(abs(b - a) for a, b in itertools.pairwise(offsets))
+
+    # A tick heard that the master never sent (seen once in 40 runs under load, from the dump or
+    # the graph; the test checks separately that livekomp sends no clock) is left out where it
+    # fits worst, as a lost one is put where it fits best.
+    while len(heard) > len(sent_times):
+        identity = list(range(len(heard) - 1))
+        heard = min(
+            (heard[:i] + heard[i + 1 :] for i in range(len(heard))),
+            key=lambda frames: roughness(frames, identity),
+        )
+    missing = len(sent_times) - len(heard)
+    index = list(range(len(heard)))  # heard tick i is sent tick index[i]
 
     for _ in range(missing):  # one loss at a time, where it fits best
         candidates = []
@@ -464,7 +472,7 @@ def ticks_by_the_masters_log(
             if place < len(heard) and index[place] + 1 >= len(sent_times):
                 continue
             shifted = index[:place] + [j + 1 for j in index[place:]]
-            candidates.append((roughness(shifted), place, shifted))
+            candidates.append((roughness(heard, shifted), place, shifted))
         index = min(candidates)[2]
     return [
         (heard[i], positions[j])  # type: ignore[misc]
