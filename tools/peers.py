@@ -426,28 +426,11 @@ def ticks_by_the_masters_log(
     times most smoothly (a wrong place puts a whole period's jump into that curve, a slip of
     JACK's frame clock only a few milliseconds).
     """
-    # Every tick the master sent, in order, with its song position (None while stopped).
-    positions: list[float | None] = []
-    running, position_ticks, tick_number = False, 0, 0
-    sent_times: list[float] = []
-    for t_s, data in sent:
-        status = data[0]
-        if status == 0xF8:
-            while tick_number in dropped:
-                tick_number += 1
-                position_ticks += running
-            positions.append(position_ticks / 24 if running else None)
-            sent_times.append(t_s)
-            position_ticks += running
-            tick_number += 1
-        elif status == 0xFA:
-            running, position_ticks = True, 0
-        elif status == 0xFB:
-            running = True
-        elif status == 0xFC:
-            running = False
-        elif status == 0xF2 and len(data) == 3:
-            position_ticks = (data[1] | data[2] << 7) * 6
+    # Every tick the master sent, in order, with its song position (None while stopped): its log
+    # has every tick, so it is counted as a receiver's events are, with nothing to infer.
+    beat_at = dict(master_beats(sent, dropped))  # send times are distinct perf_counter readings
+    sent_times = [t_s for t_s, data in sent if data[0] == 0xF8]
+    positions = [beat_at.get(t_s) for t_s in sent_times]
     heard = [frame for frame, data in events if data[0] == 0xF8]
 
     def roughness(frames: list[int], mapping: list[int]) -> float:
