@@ -9,6 +9,7 @@ and this machine is shared. Real time is involved, so the checks are of behaviou
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import random
 import re
@@ -146,6 +147,20 @@ def grid_errors_ms(notes, ticks, stretches, skip=(), slipped=None):
     return errors
 
 
+def keep_evidence(path, events, own_events, sent) -> None:
+    """What the run heard and what the master sent, beside livekomp's log in the test's tmp
+    folder, so a failure under load can be replayed through the measures after the fact."""
+    path.write_text(
+        json.dumps(
+            {
+                "events": [(frame, list(data)) for frame, data in events],
+                "own_events": [(frame, list(data)) for frame, data in own_events],
+                "sent": [(t_s, list(data)) for t_s, data in sent],
+            }
+        )
+    )
+
+
 def test_a_slip_of_the_frame_clock_is_found_and_jitter_is_not():
     rng = random.Random(3)
     period = 857.14  # frames a tick at 140 BPM
@@ -208,7 +223,7 @@ def test_ticks_are_numbered_by_what_the_master_sent():
 
 
 def test_follows_a_jack_clock_master_through_tempo_changes_stop_and_song_position(
-    serve_factory, midi_dump, clock_master
+    serve_factory, midi_dump, clock_master, tmp_path
 ):
     master = clock_master(jitter_s=0.001)
     dump = midi_dump()
@@ -240,6 +255,7 @@ def test_follows_a_jack_clock_master_through_tempo_changes_stop_and_song_positio
     time.sleep(0.3)
     log = serve.log()
     events = dump.events()
+    keep_evidence(tmp_path / "follow-evidence.json", events, own.events(), master.sent)
     # A follower never sends clock, Start or Continue: it would echo the master back to it.
     assert not [data for _, data in own.events() if data[0] in (0xF8, 0xFA, 0xFB)]
 
