@@ -455,12 +455,16 @@ def ticks_by_the_masters_log(
         n = len(heard)
         same = sums(step(i, i, i + 1) for i in range(n - 2))  # heard i is sent i
         back = sums(step(i, i - 1, i) for i in range(1, n - 1))  # heard i+1 on is sent i on
-
-        def without(i: int) -> float:
-            joined = abs(offset(i + 1, i) - offset(i - 1, i - 1)) if 0 < i < n - 1 else 0.0
-            return same[max(i - 1, 0)] + joined + back[-1] - back[min(i, n - 2)]
-
-        extra = min(range(n), key=lambda i: (without(i), i))
+        extra = min(
+            range(n),
+            key=lambda i, n=n, same=same, back=back: (
+                same[max(i - 1, 0)]
+                + (abs(offset(i + 1, i) - offset(i - 1, i - 1)) if 0 < i < n - 1 else 0.0)
+                + back[-1]
+                - back[min(i, n - 2)],
+                i,
+            ),
+        )
         heard = heard[:extra] + heard[extra + 1 :]
     index = list(range(len(heard)))  # heard tick i is sent tick index[i]
 
@@ -468,14 +472,18 @@ def ticks_by_the_masters_log(
         n = len(heard)
         stay = sums(step(i, index[i], index[i + 1]) for i in range(n - 1))
         moved = sums(step(i, index[i] + 1, index[i + 1] + 1) for i in range(n - 1))
-
-        def lost_before(place: int) -> float:  # heard[place:] each one sent tick on
-            crossing = (
-                step(place - 1, index[place - 1], index[place] + 1) if 0 < place < n else 0.0
-            )
-            return stay[max(place - 1, 0)] + crossing + moved[-1] - moved[min(place, n - 1)]
-
-        place = min(range(n + 1), key=lambda p: (lost_before(p), p))
+        # heard[place:] each one sent tick on: the steps before stay, those after move, and the
+        # step into `place` crosses
+        place = min(
+            range(n + 1),
+            key=lambda p, n=n, index=index, stay=stay, moved=moved: (
+                stay[max(p - 1, 0)]
+                + (step(p - 1, index[p - 1], index[p] + 1) if 0 < p < n else 0.0)
+                + moved[-1]
+                - moved[min(p, n - 1)],
+                p,
+            ),
+        )
         index = index[:place] + [j + 1 for j in index[place:]]
     return [
         (heard[i], positions[j])  # type: ignore[misc]

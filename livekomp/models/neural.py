@@ -28,7 +28,9 @@ import torch
 from livekomp.models import checkpoint, lora, tokens
 from livekomp.models.groove import STEPS, STEPS_PER_QUARTER, GroovePredictor
 from livekomp.models.harmony import (
+    CHORD_CLASSES,
     NO_CHORD,
+    QUALITY_INTERVALS,
     HarmonyPredictor,
     chord_pitch_classes,
     chord_root_quality,
@@ -50,6 +52,7 @@ from livekomp.music.arrange import (
     ARTICULATION_BY_AROUSAL,
     BASS_CENTER_BY_AROUSAL,
     CHORD_CENTER_BY_AROUSAL,
+    MELODY_CENTER_BY_AROUSAL,
     PAD_ARTICULATION_BY_AROUSAL,
     clamp,
     close_voicing,
@@ -60,7 +63,7 @@ from livekomp.music.arrange import (
 )
 from livekomp.music.phrase import BASE_STYLE, BarRequest, ComposedBar, Note, Part, adapters
 from livekomp.music.rules import RuleComposer
-from livekomp.music.theory import detect_key
+from livekomp.music.theory import mode_for_valence, mode_on_tonic, mode_steps
 
 log = logging.getLogger("livekomp.composer")
 
@@ -69,6 +72,17 @@ PITCHED = (Part.MELODY, Part.CHORDS, Part.BASS)
 MAX_NOTES_PER_BAR = 24
 ACCENT_VELOCITY = 5.0  # velocity per unit of agogic accent (log2 sixteenths) above the bar's mean
 DENSITY_LOGIT_REACH = 2.0  # the density control's pull on groove onset logits at its ends
+# The melody's register: from this far below the rules' melody centre to this far above it. The
+# chords are voiced below the melody's lowest note, so the floor also keeps them out of the bass.
+MELODY_FLOOR_BELOW_CENTER = 7
+MELODY_CEILING_ABOVE_CENTER = 9
+# Logit penalty on repeating the pitch just played (and half of it on the one before that). The
+# model learnt folk tunes, where a repeat is common, but in a calm mood its few long notes then
+# settle on one pitch: a drone. Set so the repeated-pitch share lands in the corpus's range.
+REPEAT_PENALTY = 2.0
+# Chords a mode borrows, as (root above the tonic, quality) classes: the dominant of harmonic
+# minor, whose leading tone is what makes a minor key sound minor (as the rules do).
+BORROWED_CHORDS: dict[str, tuple[tuple[int, int], ...]] = {"minor": ((7, 0),)}
 
 
 @dataclass(frozen=True)
@@ -109,6 +123,56 @@ def _sample(logits: np.ndarray, rng: np.random.Generator, temperature: float, to
     return int(keep[rng.choice(len(keep), p=kept)])
 
 
+def asked_mode(request: BarRequest) -> str:
+    """The mode valence asks for, by the rules' table: both composers mean the same by a mood."""
+    return mode_for_valence(request.valence)
+
+
+def melody_register(request: BarRequest) -> tuple[int, int]:
+    """(lowest, highest) MIDI pitch of the melody: around the rules' centre for the arousal."""
+    center = interpolate(MELODY_CENTER_BY_AROUSAL, request.arousal)
+    return (
+        round(center) - MELODY_FLOOR_BELOW_CENTER,
+        round(center) + MELODY_CEILING_ABOVE_CENTER,
+    )
+
+
+def pitch_mask(request: BarRequest) -> np.ndarray:
+    """Which pitch tokens the melody may use: the asked mode's scale, in the melody's register."""
+    steps = set(mode_steps(asked_mode(request)))
+    low, high = melody_register(request)
+    tonic = request.tonic % 12
+    allowed = np.zeros(tokens.PITCH_VOCAB, dtype=bool)
+    for index in range(tokens.PITCH_START):
+        midi = tokens.pitch_of(index, tonic)
+        allowed[index] = low <= midi <= high and (index + tokens.PITCH_LOW) % 12 in steps
+    return allowed
+
+
+def chord_mask(request: BarRequest) -> np.ndarray:
+    """Which chord classes the harmony may choose: the triads of the asked mode, and the chords
+    the mode borrows (`BORROWED_CHORDS`). Chromatic colour goes no further."""
+    mode = asked_mode(request)
+    steps = set(mode_steps(mode))
+    allowed = np.zeros(CHORD_CLASSES, dtype=bool)
+    for index in range(CHORD_CLASSES):
+        root, quality = chord_root_quality(index)
+        tones = {(root + i) % 12 for i in QUALITY_INTERVALS[quality]}
+        allowed[index] = tones <= steps or (root, quality) in BORROWED_CHORDS.get(mode, ())
+    return allowed
+
+
+def mode_third_mask(request: BarRequest) -> np.ndarray:
+    """The chord classes that hold the asked mode's third above the tonic (i, ♭III, ♭VI in
+    minor; I, iii, vi in major): the tone that tells major from minor."""
+    third = mode_steps(asked_mode(request))[2]
+    holds = np.zeros(CHORD_CLASSES, dtype=bool)
+    for index in range(CHORD_CLASSES):
+        root, quality = chord_root_quality(index)
+        holds[index] = any((root + i) % 12 == third for i in QUALITY_INTERVALS[quality])
+    return holds
+
+
 class MelodyWriter:
     """Writes one bar of melody with the transformer, with the cache or by full recompute."""
 
@@ -136,7 +200,11 @@ class MelodyWriter:
         *,
         recompute: bool = False,
     ) -> list[tokens.Step]:
+        """The bar's melody steps, sampled from the model with the pitches held to the asked
+        mode's scale and the melody's register, and a repeated pitch made less likely."""
         bar_ticks = request.beats_per_bar * TPQ
+        allowed_pitches = pitch_mask(request)
+        previous = [s.pitch for s in memory.steps[-2:]]
         mood = (request.valence, request.arousal)
         metre = tokens.metre_index(bar_ticks)
         steps, moods = self.context(memory, mood)
@@ -168,8 +236,13 @@ class MelodyWriter:
             if written and advance > 0:
                 break
             pitch_logits = self.heads.pitch(hidden[-1], position)
-            pitch_logits[tokens.PITCH_START] = -np.inf
+            pitch_logits = np.where(allowed_pitches, pitch_logits, -np.inf)
+            if previous:
+                pitch_logits[previous[-1]] -= REPEAT_PENALTY
+            if len(previous) > 1:
+                pitch_logits[previous[-2]] -= REPEAT_PENALTY / 2
             pitch = _sample(pitch_logits, rng, self.sampling.temperature, self.sampling.top_p)
+            previous = [*previous[-1:], pitch]
             duration_logits = self.heads.duration(hidden[-1], position, pitch)
             duration_logits[tokens.DURATION_START] = -np.inf
             duration = _sample(duration_logits, rng, self.sampling.temperature, self.sampling.top_p)
@@ -206,10 +279,22 @@ def _notes_from_steps(
     return rows
 
 
-def _heard_mode(parts: dict[Part, list[Note]]) -> str:
-    """The bar's mode as key finding hears its pitched notes (the model chooses no mode)."""
-    pitched = [(n.pitch, n.duration_beats) for p in PITCHED for n in parts[p]]
-    return detect_key(pitched)[1] if pitched else ""
+def _melody_floors(rows: list[tuple[int, int, int]], request: BarRequest) -> tuple[int, int]:
+    """For each half of the bar, the lowest melody pitch sounding in it (the register's floor
+    when none does): the chords of that half are voiced wholly below it."""
+    bar_ticks = request.beats_per_bar * TPQ
+    floor = melody_register(request)[0]
+    floors = []
+    for half in (0, 1):
+        low, high = half * bar_ticks // 2, (half + 1) * bar_ticks // 2
+        sounding = [pitch for onset, pitch, d in rows if onset < high and onset + d > low]
+        floors.append(min(sounding, default=floor))
+    return floors[0], floors[1]
+
+
+def _heard_mode(parts: dict[Part, list[Note]], tonic: int) -> str:
+    """The bar's mode as key finding on the set's tonic hears its pitched notes."""
+    return mode_on_tonic(((n.pitch, n.duration_beats) for p in PITCHED for n in parts[p]), tonic)
 
 
 def _velocity(request: BarRequest, part: Part, accent: float = 0.0) -> int:
@@ -280,10 +365,11 @@ class NeuralComposer:
         melody_rows = _notes_from_steps(steps, tonic, bar_ticks)
         chords = self._chords(melody_rows, memory.chord, request, rng)
         onsets, accents = self._groove(style.groove, memory.groove, request, rng)
-        voicing = self._voicing(chords[0], memory.voicing, request)
+        ceilings = _melody_floors(melody_rows, request)
+        voicing = self._voicing(chords[0], memory.voicing, request, ceilings[0])
         parts = {
             Part.MELODY: self._melody(melody_rows, request),
-            Part.CHORDS: self._comp(chords, onsets, accents, voicing, request),
+            Part.CHORDS: self._comp(chords, onsets, accents, voicing, ceilings[1], request),
             Part.BASS: self._bass(chords, onsets, accents, request),
             Part.DRUMS: self.drums.compose_bar(request).parts[Part.DRUMS],
         }
@@ -293,7 +379,7 @@ class NeuralComposer:
             beats_per_bar=request.beats_per_bar,
             parts={part: tuple(notes) for part, notes in parts.items()},
             composer=self.name,
-            mode=_heard_mode(parts),
+            mode=asked_mode(request),
             chord=symbols[0] if symbols[0] == symbols[-1] else "/".join(symbols),
             info={
                 "runtime": self.runtime,
@@ -302,6 +388,7 @@ class NeuralComposer:
                 "groove": [i for i, on in enumerate(onsets) if on],
                 "valence": request.valence,
                 "arousal": request.arousal,
+                "heard_mode": _heard_mode(parts, tonic),
                 **(
                     {"style": request.style}
                     if request.style != BASE_STYLE and request.style in self._styles
@@ -376,8 +463,10 @@ class NeuralComposer:
         request: BarRequest,
         rng: np.random.Generator,
     ) -> list[int]:
-        """One chord class for each half of the bar."""
+        """One chord class for each half of the bar, among the asked mode's (`chord_mask`)."""
         bar_ticks = request.beats_per_bar * TPQ
+        allowed = chord_mask(request)
+        states_mode = mode_third_mask(request)
         tonic = request.tonic % 12
         chords = []
         for half in (0, 1):
@@ -389,7 +478,12 @@ class NeuralComposer:
             features = torch.tensor([melody_features(notes, tonic, half)])
             mood = torch.tensor([[request.valence, request.arousal]])
             logits = self.harmony(features, torch.tensor([previous]), mood)[0].numpy()
-            top = np.argsort(-logits)[:4]
+            if half == 1 and not states_mode[previous]:
+                # The first half's chord left the mode's third out (v, iv, bVII in minor): this
+                # one states it, so every bar says major or minor (the rules' tables do likewise).
+                logits = np.where(allowed & states_mode, logits, -np.inf)
+            logits = np.where(allowed, logits, -np.inf)
+            top = np.argsort(-logits)[: min(4, int(allowed.sum()))]
             masked = np.full_like(logits, -np.inf)
             masked[top] = logits[top]
             previous = _sample(masked, rng, self.sampling.chord_temperature, 1.0)
@@ -420,10 +514,12 @@ class NeuralComposer:
         return onsets + [False] * (STEPS - bar_steps), accents[0].numpy().tolist()
 
     def _voicing(
-        self, chord: int, previous: tuple[int, ...], request: BarRequest
+        self, chord: int, previous: tuple[int, ...], request: BarRequest, below: int
     ) -> tuple[int, ...]:
+        """The chord in close position near the arousal's centre, under the melody."""
         center = interpolate(CHORD_CENTER_BY_AROUSAL, request.arousal)
-        return close_voicing(chord_pitch_classes(chord, request.tonic % 12), center, previous)
+        tones = chord_pitch_classes(chord, request.tonic % 12)
+        return close_voicing(tones, min(center, below - 4), previous, below=below)
 
     @staticmethod
     def _strokes(
@@ -445,12 +541,13 @@ class NeuralComposer:
         onsets: list[bool],
         accents: list[float],
         first_voicing: tuple[int, ...],
+        second_below: int,
         request: BarRequest,
     ) -> list[Note]:
         bar_steps = request.beats_per_bar * STEPS_PER_QUARTER
         half_step = bar_steps // 2
         share = interpolate(PAD_ARTICULATION_BY_AROUSAL, request.arousal)
-        second = self._voicing(chords[1], first_voicing, request)
+        second = self._voicing(chords[1], first_voicing, request, second_below)
         notes = []
         for start, end, accent in self._strokes(chords, onsets, accents, bar_steps, 1):
             voicing = first_voicing if start < half_step else second

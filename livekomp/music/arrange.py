@@ -65,18 +65,25 @@ def part_velocity(request: BarRequest, part: Part, accent: float = 0.0) -> int:
 
 
 def close_voicing(
-    tones: Iterable[int], center: float, previous: tuple[int, ...] = ()
+    tones: Iterable[int], center: float, previous: tuple[int, ...] = (), below: int | None = None
 ) -> tuple[int, ...]:
-    """Close position (all tones within an octave) near `center`.
+    """Close position (all tones within an octave) near `center`, and wholly under `below`
+    when given (the melody's lowest note: the chords never cover or double it).
 
     Every chord tone is tried as the lowest voice; the pick moves least from `previous` (voice
     leading), or sits nearest the centre when there is no previous chord. Both composers use it.
     """
     tones = tuple(tones)
-    lowest_choices = (
-        low for low in range(round(center) - 10, round(center) + 3) if low % 12 in tones
-    )
-    candidates = [tuple(sorted(low + (pc - low) % 12 for pc in tones)) for low in lowest_choices]
+    lowest = range(round(center) - 10, round(center) + 3)
+    if below is not None:
+        lowest = range(min(lowest.start, below - 24), min(lowest.stop, below))
+    candidates = [
+        voicing
+        for low in lowest
+        if low % 12 in tones
+        for voicing in [tuple(sorted(low + (pc - low) % 12 for pc in tones))]
+        if below is None or voicing[-1] < below
+    ]
 
     def cost(voicing: tuple[int, ...]) -> float:
         spread = abs(sum(voicing) / len(voicing) - center)

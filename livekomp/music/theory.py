@@ -294,3 +294,18 @@ def detect_key(pitches_with_weights: Iterable[tuple[int, float]]) -> tuple[int, 
     )
     correlation, tonic, quality = max(candidates)
     return tonic, quality, correlation
+
+
+def mode_on_tonic(pitches_with_weights: Iterable[tuple[int, float]], tonic: int) -> str:
+    """"major" or "minor": which Krumhansl–Kessler profile on `tonic` fits the weighted pitches
+    better ("" for none). With the tonic known (the set's key), a passage in C minor cannot pass
+    for E♭ major, as it can in free key finding."""
+    histogram = [0.0] * 12
+    for pitch, weight in pitches_with_weights:
+        histogram[(pitch - tonic) % 12] += weight
+    if sum(histogram) <= 0:
+        return ""
+    chroma = tuple(histogram)
+    major = _pearson(chroma, KRUMHANSL_KESSLER["major"])
+    minor = _pearson(chroma, KRUMHANSL_KESSLER["minor"])
+    return "major" if major >= minor else "minor"
