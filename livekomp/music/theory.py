@@ -297,7 +297,7 @@ def detect_key(pitches_with_weights: Iterable[tuple[int, float]]) -> tuple[int, 
 
 
 def mode_on_tonic(pitches_with_weights: Iterable[tuple[int, float]], tonic: int) -> str:
-    """"major" or "minor": which Krumhansl–Kessler profile on `tonic` fits the weighted pitches
+    """ "major" or "minor": which Krumhansl–Kessler profile on `tonic` fits the weighted pitches
     better ("" for none). With the tonic known (the set's key), a passage in C minor cannot pass
     for E♭ major, as it can in free key finding."""
     histogram = [0.0] * 12
