@@ -119,3 +119,56 @@ def test_bar_numbers_that_jump_back_and_far_ahead_are_played_on(tiny_checkpoints
         assert bar.parts[Part.MELODY]
     positions = [s.position for s in composer._memory.steps]
     assert all(0 <= p < tokens.POSITION_START for p in positions)
+
+
+@pytest.mark.parametrize("valence", [-0.8, -0.5, 0.5, 0.8])
+def test_harmony_and_melody_keep_to_the_mode_valence_asks_for(tiny_checkpoints, valence):
+    # Tiny untrained models choose chords and pitches almost at random: what keeps them in the
+    # mode is the decoding, which is what is tested.
+    from livekomp.models.harmony import chord_pitch_classes
+    from livekomp.music.theory import mode_for_valence, mode_on_tonic, scale_pitch_classes
+
+    composer = load_neural(2, tiny_checkpoints)
+    tonic = 2
+    mode = mode_for_valence(valence)
+    scale = scale_pitch_classes(tonic, mode)
+    third = (tonic + (3 if valence < 0 else 4)) % 12
+    for bar in play(composer, 12, valence=valence, arousal=0.0):
+        chords = bar.info["chords"]
+        tones = [set(chord_pitch_classes(c, tonic)) for c in chords]
+        borrowed_dominant = {(tonic + 7) % 12, (tonic + 11) % 12, (tonic + 2) % 12}
+        assert all(t <= scale or (mode == "minor" and t == borrowed_dominant) for t in tones)
+        assert any(third in t for t in tones), f"bar {bar.index} never states the third"
+        assert {n.pitch % 12 for n in bar.parts[Part.MELODY]} <= scale
+        assert bar.mode == mode
+        pitched = [
+            (n.pitch, n.duration_beats)
+            for p in (Part.MELODY, Part.CHORDS, Part.BASS)
+            for n in bar.parts[p]
+        ]
+        assert mode_on_tonic(pitched, tonic) == ("major" if valence > 0 else "minor")
+
+
+@pytest.mark.parametrize("arousal", [-0.8, 0.0, 0.8])
+def test_the_chords_sit_below_the_melody_and_never_double_it(tiny_checkpoints, arousal):
+    composer = load_neural(4, tiny_checkpoints)
+    for bar in play(composer, 12, valence=0.3, arousal=arousal):
+        chords = bar.parts[Part.CHORDS]
+        for note in bar.parts[Part.MELODY]:
+            sounding = [c.pitch for c in chords if c.start_beats <= note.start_beats < c.end_beats]
+            assert all(p < note.pitch for p in sounding), (bar.index, note, sounding)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_calm_melody_moves_instead_of_repeating_one_pitch(seed):
+    # The shipped models: a calm mood's few long notes settled on one pitch (27-40 % repeats at
+    # this mood without the repeat penalty; the issue found up to 100 %).
+    composer = load_neural(seed)
+    melody = [
+        n.pitch
+        for bar in play(composer, 16, valence=0.7, arousal=-0.7, tonic=seed * 5 % 12)
+        for n in bar.parts[Part.MELODY]
+    ]
+    repeats = sum(a == b for a, b in itertools.pairwise(melody)) / (len(melody) - 1)
+    assert repeats < 0.2
+    assert len(set(melody)) >= 6
