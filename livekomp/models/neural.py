@@ -56,6 +56,7 @@ from livekomp.music.arrange import (
     PAD_ARTICULATION_BY_AROUSAL,
     clamp,
     close_voicing,
+    heard_mode,
     interpolate,
     mix_seed,
     part_velocity,
@@ -63,7 +64,7 @@ from livekomp.music.arrange import (
 )
 from livekomp.music.phrase import BASE_STYLE, BarRequest, ComposedBar, Note, Part, adapters
 from livekomp.music.rules import RuleComposer
-from livekomp.music.theory import mode_for_valence, mode_on_tonic, mode_steps
+from livekomp.music.theory import mode_for_valence, mode_steps
 
 log = logging.getLogger("livekomp.composer")
 
@@ -292,11 +293,6 @@ def _melody_floors(rows: list[tuple[int, int, int]], request: BarRequest) -> tup
     return floors[0], floors[1]
 
 
-def _heard_mode(parts: dict[Part, list[Note]], tonic: int) -> str:
-    """The bar's mode as key finding on the set's tonic hears its pitched notes."""
-    return mode_on_tonic(((n.pitch, n.duration_beats) for p in PITCHED for n in parts[p]), tonic)
-
-
 def _velocity(request: BarRequest, part: Part, accent: float = 0.0) -> int:
     """`part_velocity` with the accent in units of agogic stress (log2 sixteenths)."""
     return part_velocity(request, part, ACCENT_VELOCITY * accent)
@@ -388,7 +384,7 @@ class NeuralComposer:
                 "groove": [i for i, on in enumerate(onsets) if on],
                 "valence": request.valence,
                 "arousal": request.arousal,
-                "heard_mode": _heard_mode(parts, tonic),
+                "heard_mode": heard_mode(parts, tonic),
                 **(
                     {"style": request.style}
                     if request.style != BASE_STYLE and request.style in self._styles

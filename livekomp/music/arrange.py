@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from livekomp.affect import clamp
-from livekomp.music.phrase import BarRequest, Part
+from livekomp.music.phrase import BarRequest, Note, Part
+from livekomp.music.theory import mode_on_tonic
 
 # --- seeded randomness ----------------------------------------------------------------------------
 
@@ -99,3 +100,14 @@ def place(pitch_class: int, center: float) -> int:
     """The pitch of `pitch_class` nearest `center` (within a tritone below to a fifth above)."""
     low = math.floor(center) - 6
     return low + (pitch_class - low) % 12
+
+
+PITCHED_PARTS = (Part.MELODY, Part.CHORDS, Part.BASS)
+
+
+def heard_mode(parts: Mapping[Part, Iterable[Note]], tonic: int) -> str:
+    """The mode a listener hears in a bar: key finding on the set's tonic over its pitched notes,
+    weighted by duration ("major", "minor", or "" for none). Both composers report it."""
+    return mode_on_tonic(
+        ((n.pitch, n.duration_beats) for part in PITCHED_PARTS for n in parts.get(part, ())), tonic
+    )

@@ -42,6 +42,7 @@ from livekomp.music.arrange import (
     PAD_ARTICULATION_BY_AROUSAL,
     clamp,
     close_voicing,
+    heard_mode,
     interpolate,
     mix_seed,
     part_velocity,
@@ -468,6 +469,7 @@ class RuleComposer:
                 "phrase_bars": bar.position.length,
                 "feel": bar.feel.name,
                 "variation": variation,
+                "heard_mode": heard_mode(parts, request.tonic % 12),
             },
         )
 

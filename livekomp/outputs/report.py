@@ -32,6 +32,7 @@ class RunReport:
             "mood": mood.as_dict(),
             "composer": bar.composer,
             "mode": bar.mode,
+            "heard_mode": bar.info.get("heard_mode", ""),
             "chord": bar.chord,
             "notes": {part.value: bar.note_count(part) for part in Part},
         }
