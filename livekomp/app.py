@@ -259,6 +259,7 @@ async def serve_live(config: LiveConfig) -> None:
             config=FollowConfig(timeout_beats=config.clock_timeout_beats),
             on_start=performer.start,
             on_stop=session.stop_with_master,
+            trace=[] if config.clock_trace else None,
         )
     if config.clock == "link":
         link_follower = LinkFollower(
@@ -338,9 +339,9 @@ async def serve_live(config: LiveConfig) -> None:
         with trio.CancelScope(shield=True):
             await stack.aclose()  # closes the audio output: no line goes on after the music
             try:
-                # Releases every sounding note (note-offs, CC 123), sends MIDI Stop, writes
-                # the recording.
-                await trio.to_thread.run_sync(partial(dispatcher.close, send_stop=True))
+                # Releases every sounding note (note-offs, CC 123), sends MIDI Stop (not when
+                # following: the master's transport is the master's), writes the recording.
+                await trio.to_thread.run_sync(partial(dispatcher.close, send_stop=not follow))
             except DispatcherError:
                 log.exception("the MIDI sender had failed")
             if record is not None:
@@ -354,7 +355,18 @@ async def serve_live(config: LiveConfig) -> None:
                     timing["p99_ms"],
                     timing["max_ms"],
                 )
+            if follower is not None and config.clock_trace:
+                write_json_atomically(
+                    config.clock_trace,
+                    {
+                        "fields": ["arrival_s", "status", "tick_count", "running"],
+                        "messages": follower.trace,
+                        **follower.summary(),
+                    },
+                )
             if config.summary:
+                if follower is not None:
+                    report.extra["clock_in"] = follower.summary()
                 report.extra["inputs"] = stats.as_dict()
                 report.extra.update(session.summary())
                 if voice is not None:

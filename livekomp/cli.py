@@ -48,6 +48,7 @@ SERVE_FLAGS: dict[str, str] = {
     "clock": "clock",
     "midi_clock_in": "midi_clock_in",
     "clock_timeout_beats": "clock_timeout_beats",
+    "clock_trace": "clock_trace",
     "nudge_ms": "nudge_ms",
     "feedback": "feedback",
     "feedback_rate_hz": "feedback_rate_hz",
@@ -327,6 +328,12 @@ def _parser() -> argparse.ArgumentParser:
         type=float,
         help="following: keep time this many beats after the clock stops, then release all "
         "notes and wait (default 4)",
+    )
+    serve.add_argument(
+        "--clock-trace",
+        metavar="FILE",
+        help="with --clock midi: on exit, write every clock message heard (arrival time, the "
+        "tick count livekomp gave it) to FILE as JSON, to see how livekomp heard the master",
     )
     serve.add_argument(
         "--nudge-ms",

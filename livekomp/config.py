@@ -59,6 +59,7 @@ class LiveConfig:
     clock: str = "internal"  # internal (livekomp is the master), midi (follow MIDI clock), link
     midi_clock_in: str | None = None  # the port MIDI clock comes in on; None: a virtual input
     clock_timeout_beats: float = 4.0  # following: keep time this long after the ticks stop
+    clock_trace: str | None = None  # following MIDI clock: write what was heard here on exit
     nudge_ms: float = 0.0  # shift every MIDI message by this much (negative: earlier)
     feedback: str | None = None  # "HOST:PORT" to send OSC feedback to (the controller); None: off
     feedback_rate_hz: float = 10.0  # feedback snapshots a second (only changes are sent)

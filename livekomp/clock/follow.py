@@ -268,9 +268,13 @@ class MidiClockFollower:
         config: FollowConfig = FollowConfig(),
         on_start: TransportCallback | None = None,
         on_stop: TransportCallback | None = None,
+        trace: list[tuple[float, int, int, bool]] | None = None,
     ) -> None:
         self.clock = clock
         self.config = config
+        # (arrival time, status byte, tick count after it, running after it) of every message,
+        # when a list is given (`serve --clock-trace`): how livekomp heard the master.
+        self.trace = trace
         self.filter = TickFilter(config)
         self.on_start = on_start
         self.on_stop = on_stop
@@ -310,6 +314,18 @@ class MidiClockFollower:
             log.info("MIDI clock: song position %g beats", self.song_position_beats)
         else:
             self.ignored += 1
+        if self.trace is not None:
+            self.trace.append((t_s, status, self.filter.count, self.running))
+
+    def summary(self) -> dict[str, object]:
+        """What the follower made of the master's clock, for the run summary."""
+        return {
+            "ticks_late": self.filter.late,
+            "ticks_missing": self.filter.dropped,
+            "tempo_changes": self.filter.jumps,
+            "ignored": self.ignored,
+            "lost": self.lost,
+        }
 
     def _begin(self, beat: float, what: str) -> None:
         if self.running:

@@ -147,7 +147,7 @@ def grid_errors_ms(notes, ticks, stretches, skip=(), slipped=None):
     return errors
 
 
-def keep_evidence(path, events, own_events, sent) -> None:
+def keep_evidence(path, events, own_events, master) -> None:
     """What the run heard and what the master sent, beside livekomp's log in the test's tmp
     folder, so a failure under load can be replayed through the measures after the fact."""
     path.write_text(
@@ -155,7 +155,8 @@ def keep_evidence(path, events, own_events, sent) -> None:
             {
                 "events": [(frame, list(data)) for frame, data in events],
                 "own_events": [(frame, list(data)) for frame, data in own_events],
-                "sent": [(t_s, list(data)) for t_s, data in sent],
+                "sent": [(t_s, list(data)) for t_s, data in master.sent],
+                "sent_frames": master.sent_frames,
             }
         )
     )
@@ -228,7 +229,10 @@ def test_follows_a_jack_clock_master_through_tempo_changes_stop_and_song_positio
     master = clock_master(jitter_s=0.001)
     dump = midi_dump()
     own = midi_dump("lkown")  # livekomp's output alone
-    serve = serve_factory("--clock", "midi", "--midi-clock-in", master.port, "--bpm", "120")
+    serve = serve_factory(
+        "--clock", "midi", "--midi-clock-in", master.port, "--bpm", "120",
+        "--clock-trace", str(tmp_path / "clock-trace.json"),
+    )  # fmt: skip
     connect(serve.port_label(), dump.port)
     connect(serve.port_label(), own.port)
     connect(master.port, dump.port)
@@ -255,7 +259,7 @@ def test_follows_a_jack_clock_master_through_tempo_changes_stop_and_song_positio
     time.sleep(0.3)
     log = serve.log()
     events = dump.events()
-    keep_evidence(tmp_path / "follow-evidence.json", events, own.events(), master.sent)
+    keep_evidence(tmp_path / "follow-evidence.json", events, own.events(), master)
     # A follower never sends clock, Start or Continue: it would echo the master back to it.
     assert not [data for _, data in own.events() if data[0] in (0xF8, 0xFA, 0xFB)]
 
@@ -273,7 +277,9 @@ def test_follows_a_jack_clock_master_through_tempo_changes_stop_and_song_positio
     # The master's beats, numbered by its own log of what it sent: jack_midi_dump misses JACK
     # cycles under load, and with them ticks, and counting from its gaps took a tick held up by
     # most of a period for a lost one (or missed a lost first tick), shifting every beat after.
-    ticks = ticks_by_the_masters_log(events, master.sent, dropped=frozenset({dropped}))
+    ticks = ticks_by_the_masters_log(
+        events, master.sent, dropped=frozenset({dropped}), sent_frames=master.sent_frames
+    )
     notes = note_positions(events, ticks)
     assert len(notes) > 60
     # Bar grid: each take starts on one of the master's bar lines: 4 after Start (beat 0 cannot
