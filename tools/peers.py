@@ -125,13 +125,23 @@ class Serve:
         self._log.close()
 
 
+MEMORY_DIR = Path("/dev/shm")
+
+
 class MidiDump:
-    """`jack_midi_dump -a`: a third-party JACK MIDI receiver, frames at 48 kHz."""
+    """`jack_midi_dump -a`: a third-party JACK MIDI receiver, frames at 48 kHz.
+
+    Its output goes to a file in memory (`/dev/shm` where there is one) while it runs, and is
+    copied beside the test's other files (`path`) when it closes: jack_midi_dump hands events
+    from its process thread to a printing thread through a small ring buffer and drops what does
+    not fit, silently, so a print held up by a busy disk lost ticks and notes under load."""
 
     def __init__(self, tmp_path: Path, name: str) -> None:
         self.name = name
         self.path = tmp_path / f"{name}.txt"
-        self._out = self.path.open("w")
+        memory = MEMORY_DIR.is_dir() and os.access(MEMORY_DIR, os.W_OK)
+        self._live = MEMORY_DIR / f"livekomp-{name}-{os.getpid()}.txt" if memory else self.path
+        self._out = self._live.open("w")
         self.process = subprocess.Popen(
             ["stdbuf", "-oL", "jack_midi_dump", "-a", name],
             stdout=self._out,
@@ -153,7 +163,7 @@ class MidiDump:
     def events(self) -> list[tuple[int, bytes]]:
         """(frame, message bytes) of everything received so far."""
         events = []
-        for line in self.path.read_text().splitlines():
+        for line in self._live.read_text().splitlines():
             frame, sep, rest = line.partition(":")
             if not sep or not frame.strip().isdigit():
                 continue
@@ -171,6 +181,9 @@ class MidiDump:
         self.process.terminate()
         self.process.wait(timeout=10)
         self._out.close()
+        if self._live != self.path:
+            self.path.write_bytes(self._live.read_bytes())
+            self._live.unlink()
 
 
 def connect(source: str, destination: str) -> None:

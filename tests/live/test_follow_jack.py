@@ -273,6 +273,13 @@ def test_follows_a_jack_clock_master_through_tempo_changes_stop_and_song_positio
     assert "MIDI clock: Stop at beat 24.00" in log
     assert "MIDI clock: Continue from beat 10" in log
     assert "MIDI clock: Stop at beat 20.00" in log
+    # --clock-trace: what livekomp heard, in order, with the count it gave each tick.
+    trace = json.loads((tmp_path / "clock-trace.json").read_text())
+    transport = [status for _, status, _, _ in trace["messages"] if status != 0xF8]
+    assert transport == [0xFA, 0xFC, 0xF2, 0xFB, 0xFC]
+    counts = [count for _, status, count, _ in trace["messages"] if status == 0xF8]
+    steps = [b - a for a, b in itertools.pairwise(counts)]
+    assert len(counts) > 800 and steps.count(1) >= 0.95 * len(steps)
 
     # The master's beats, numbered by its own log of what it sent: jack_midi_dump misses JACK
     # cycles under load, and with them ticks, and counting from its gaps took a tick held up by
