@@ -52,7 +52,6 @@ from livekomp.music.arrange import (
     ARTICULATION_BY_AROUSAL,
     BASS_CENTER_BY_AROUSAL,
     CHORD_CENTER_BY_AROUSAL,
-    MELODY_CENTER_BY_AROUSAL,
     PAD_ARTICULATION_BY_AROUSAL,
     clamp,
     close_voicing,
@@ -73,14 +72,22 @@ PITCHED = (Part.MELODY, Part.CHORDS, Part.BASS)
 MAX_NOTES_PER_BAR = 24
 ACCENT_VELOCITY = 5.0  # velocity per unit of agogic accent (log2 sixteenths) above the bar's mean
 DENSITY_LOGIT_REACH = 2.0  # the density control's pull on groove onset logits at its ends
-# The melody's register: from this far below the rules' melody centre to this far above it. The
-# chords are voiced below the melody's lowest note, so the floor also keeps them out of the bass.
-MELODY_FLOOR_BELOW_CENTER = 7
-MELODY_CEILING_ABOVE_CENTER = 9
-# Logit penalty on repeating the pitch just played (and half of it on the one before that). The
+# The melody's register: a floor by arousal and a span above it. The chords are voiced below the
+# melody's lowest note, so the floor also keeps them out of the bass's register.
+MELODY_FLOOR_BY_AROUSAL = ((-1.0, 60.0), (1.0, 65.0))
+MELODY_SPAN = 24
+# Logit penalty on repeating the pitch just played (on top of RECENT_PENALTY). The
 # model learnt folk tunes, where a repeat is common, but in a calm mood its few long notes then
 # settle on one pitch: a drone. Set so the repeated-pitch share lands in the corpus's range.
-REPEAT_PENALTY = 2.0
+REPEAT_PENALTY = 0.5
+# And a smaller one for each time a pitch sounded among the last few notes, so a phrase spreads
+# over as many pitches as the corpus's do (distinct pitches per 4 bars) instead of circling three.
+RECENT_PENALTY = 0.25
+RECENT_NOTES = 8
+# The neural composer's phrases are 4 bars; their first half bar and their last take these roots
+# (semitones above the tonic), among the mode's chords.
+PHRASE_BARS = 4
+CADENCE_ROOTS: dict[tuple[int, int], tuple[int, ...]] = {(0, 0): (0,), (3, 1): (7, 0)}
 # Chords a mode borrows, as (root above the tonic, quality) classes: the dominant of harmonic
 # minor, whose leading tone is what makes a minor key sound minor (as the rules do).
 BORROWED_CHORDS: dict[str, tuple[tuple[int, int], ...]] = {"minor": ((7, 0),)}
@@ -130,12 +137,11 @@ def asked_mode(request: BarRequest) -> str:
 
 
 def melody_register(request: BarRequest) -> tuple[int, int]:
-    """(lowest, highest) MIDI pitch of the melody: around the rules' centre for the arousal."""
-    center = interpolate(MELODY_CENTER_BY_AROUSAL, request.arousal)
-    return (
-        round(center) - MELODY_FLOOR_BELOW_CENTER,
-        round(center) + MELODY_CEILING_ABOVE_CENTER,
-    )
+    """(lowest, highest) MIDI pitch of the melody: from a floor that rises a little with arousal
+    to well above it. The model keeps the corpus's register (tunes around the octave above middle
+    C); a window as high as the rules' melody would pin it to its floor, circling three notes."""
+    floor = round(interpolate(MELODY_FLOOR_BY_AROUSAL, request.arousal))
+    return floor, floor + MELODY_SPAN
 
 
 def pitch_mask(request: BarRequest) -> np.ndarray:
@@ -161,6 +167,11 @@ def chord_mask(request: BarRequest) -> np.ndarray:
         tones = {(root + i) % 12 for i in QUALITY_INTERVALS[quality]}
         allowed[index] = tones <= steps or (root, quality) in BORROWED_CHORDS.get(mode, ())
     return allowed
+
+
+def cadence_mask(roots: tuple[int, ...]) -> np.ndarray:
+    """The chord classes on these roots (any quality: the mode's mask picks which)."""
+    return np.array([chord_root_quality(i)[0] in roots for i in range(CHORD_CLASSES)])
 
 
 def mode_third_mask(request: BarRequest) -> np.ndarray:
@@ -205,7 +216,7 @@ class MelodyWriter:
         mode's scale and the melody's register, and a repeated pitch made less likely."""
         bar_ticks = request.beats_per_bar * TPQ
         allowed_pitches = pitch_mask(request)
-        previous = [s.pitch for s in memory.steps[-2:]]
+        previous = [s.pitch for s in memory.steps[-RECENT_NOTES:]]
         mood = (request.valence, request.arousal)
         metre = tokens.metre_index(bar_ticks)
         steps, moods = self.context(memory, mood)
@@ -240,10 +251,10 @@ class MelodyWriter:
             pitch_logits = np.where(allowed_pitches, pitch_logits, -np.inf)
             if previous:
                 pitch_logits[previous[-1]] -= REPEAT_PENALTY
-            if len(previous) > 1:
-                pitch_logits[previous[-2]] -= REPEAT_PENALTY / 2
+            for earlier in previous:
+                pitch_logits[earlier] -= RECENT_PENALTY
             pitch = _sample(pitch_logits, rng, self.sampling.temperature, self.sampling.top_p)
-            previous = [*previous[-1:], pitch]
+            previous = [*previous[1 - RECENT_NOTES :], pitch]
             duration_logits = self.heads.duration(hidden[-1], position, pitch)
             duration_logits[tokens.DURATION_START] = -np.inf
             duration = _sample(duration_logits, rng, self.sampling.temperature, self.sampling.top_p)
@@ -362,7 +373,9 @@ class NeuralComposer:
         chords = self._chords(melody_rows, memory.chord, request, rng)
         onsets, accents = self._groove(style.groove, memory.groove, request, rng)
         ceilings = _melody_floors(melody_rows, request)
-        voicing = self._voicing(chords[0], memory.voicing, request, ceilings[0])
+        # With one chord all bar its first strokes may sound on into the second half.
+        first_below = ceilings[0] if chords[1] != chords[0] else min(ceilings)
+        voicing = self._voicing(chords[0], memory.voicing, request, first_below)
         parts = {
             Part.MELODY: self._melody(melody_rows, request),
             Part.CHORDS: self._comp(chords, onsets, accents, voicing, ceilings[1], request),
@@ -474,7 +487,16 @@ class NeuralComposer:
             features = torch.tensor([melody_features(notes, tonic, half)])
             mood = torch.tensor([[request.valence, request.arousal]])
             logits = self.harmony(features, torch.tensor([previous]), mood)[0].numpy()
-            if half == 1 and not states_mode[previous]:
+            phrase_bar = request.index % PHRASE_BARS
+            if (phrase_bar, half) in CADENCE_ROOTS:
+                # A phrase opens on the tonic and closes on the dominant or the tonic: the
+                # harmony says where home is, so the phrase is heard in the asked key, not its
+                # relative (key finding over a phrase was 83-92 % right without it).
+                cadence = allowed & cadence_mask(CADENCE_ROOTS[phrase_bar, half])
+                if half == 1 and not states_mode[previous] and (cadence & states_mode).any():
+                    cadence &= states_mode  # the tonic then, not a dominant without the third
+                logits = np.where(cadence, logits, -np.inf)
+            elif half == 1 and not states_mode[previous]:
                 # The first half's chord left the mode's third out (v, iv, bVII in minor): this
                 # one states it, so every bar says major or minor (the rules' tables do likewise).
                 logits = np.where(allowed & states_mode, logits, -np.inf)

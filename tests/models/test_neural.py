@@ -159,16 +159,19 @@ def test_the_chords_sit_below_the_melody_and_never_double_it(tiny_checkpoints, a
             assert all(p < note.pitch for p in sounding), (bar.index, note, sounding)
 
 
-@pytest.mark.parametrize("seed", range(4))
-def test_a_calm_melody_moves_instead_of_repeating_one_pitch(seed):
-    # The shipped models: a calm mood's few long notes settled on one pitch (27-40 % repeats at
-    # this mood without the repeat penalty; the issue found up to 100 %).
-    composer = load_neural(seed)
-    melody = [
-        n.pitch
-        for bar in play(composer, 16, valence=0.7, arousal=-0.7, tonic=seed * 5 % 12)
-        for n in bar.parts[Part.MELODY]
-    ]
-    repeats = sum(a == b for a, b in itertools.pairwise(melody)) / (len(melody) - 1)
-    assert repeats < 0.2
-    assert len(set(melody)) >= 6
+def test_a_calm_melody_moves_instead_of_repeating_one_pitch():
+    # The shipped models at "serene": without the repeat penalties the melody repeats its last
+    # pitch 30-62 % of the time (mean 44 % over these seeds; the issue found up to 100 %). Held-out
+    # corpus phrases of calm, happy mood repeat 9-33 % (interquartile range, tools/evaluate.py).
+    shares = []
+    for seed in range(4):
+        composer = load_neural(seed)
+        melody = [
+            n.pitch
+            for bar in play(composer, 16, valence=0.7, arousal=-0.7, tonic=seed * 5 % 12)
+            for n in bar.parts[Part.MELODY]
+        ]
+        shares.append(sum(a == b for a, b in itertools.pairwise(melody)) / (len(melody) - 1))
+        assert len(set(melody)) >= 6
+    assert max(shares) < 0.33
+    assert sum(shares) / len(shares) < 0.25
