@@ -76,6 +76,12 @@ DENSITY_LOGIT_REACH = 2.0  # the density control's pull on groove onset logits a
 # melody's lowest note, so the floor also keeps them out of the bass's register.
 MELODY_FLOOR_BY_AROUSAL = ((-1.0, 60.0), (1.0, 65.0))
 MELODY_SPAN = 24
+# Melody notes per beat the mood asks for, near the corpus's medians by proxy arousal (calm
+# phrases 3.25-4.5 notes a bar, excited 5.25-8); a bar holds at least MIN_NOTES_SHARE of them,
+# and no gap between onsets is longer than MAX_GAP_SHARE of the mood's mean gap.
+MELODY_NOTES_PER_BEAT_BY_AROUSAL = ((-1.0, 0.6), (0.0, 1.0), (1.0, 1.8))
+MIN_NOTES_SHARE = 0.6
+MAX_GAP_SHARE = 2.0
 # Logit penalty on repeating the pitch just played (on top of RECENT_PENALTY). The
 # model learnt folk tunes, where a repeat is common, but in a calm mood its few long notes then
 # settle on one pitch: a drone. Set so the repeated-pitch share lands in the corpus's range.
@@ -142,6 +148,12 @@ def melody_register(request: BarRequest) -> tuple[int, int]:
     C); a window as high as the rules' melody would pin it to its floor, circling three notes."""
     floor = round(interpolate(MELODY_FLOOR_BY_AROUSAL, request.arousal))
     return floor, floor + MELODY_SPAN
+
+
+def melody_notes_target(request: BarRequest) -> float:
+    """How many melody notes a bar of this mood asks for (the density control scales it)."""
+    per_beat = interpolate(MELODY_NOTES_PER_BEAT_BY_AROUSAL, request.arousal)
+    return max(1.0, per_beat * request.beats_per_bar * (0.5 + request.density))
 
 
 def pitch_mask(request: BarRequest) -> np.ndarray:
@@ -216,6 +228,9 @@ class MelodyWriter:
         mode's scale and the melody's register, and a repeated pitch made less likely."""
         bar_ticks = request.beats_per_bar * TPQ
         allowed_pitches = pitch_mask(request)
+        target_notes = melody_notes_target(request)
+        max_gap = max(1, round(MAX_GAP_SHARE * bar_ticks / target_notes))
+        min_notes = max(1, round(MIN_NOTES_SHARE * target_notes))
         previous = [s.pitch for s in memory.steps[-RECENT_NOTES:]]
         mood = (request.valence, request.arousal)
         metre = tokens.metre_index(bar_ticks)
@@ -236,12 +251,18 @@ class MelodyWriter:
         while len(written) < min(MAX_NOTES_PER_BAR, bar_ticks):
             logits = self.heads.position(hidden[-1])
             allowed = np.full(tokens.POSITION_VOCAB, False)
+            # The mood's density, held: the next onset no further than twice the mood's gap
+            # between notes, and no end to the bar before most of its notes are written. The
+            # model follows its context, so without this, the long notes of a calm passage
+            # went on into an excited one (two notes a bar at arousal 0.8 in the sunrise set).
             if written:
-                allowed[last_onset + 1 : bar_ticks] = True  # later in this bar
-                allowed[tokens.POSITIONS : tokens.POSITION_START] = True  # over the bar line: stop
+                latest = min(bar_ticks, last_onset + 1 + max_gap)
+                allowed[last_onset + 1 : latest] = True  # later in this bar
+                if len(written) >= min_notes or latest <= last_onset + 1:
+                    allowed[tokens.POSITIONS : tokens.POSITION_START] = True  # end the bar
             else:
                 base = first_advance * tokens.POSITIONS
-                allowed[base : base + bar_ticks] = True
+                allowed[base : base + min(bar_ticks, max_gap)] = True
             logits = np.where(allowed, logits, -np.inf)
             position = _sample(logits, rng, self.sampling.temperature, self.sampling.top_p)
             advance, onset = tokens.split_position(position)
