@@ -88,7 +88,7 @@ MAX_GAP_SHARE = 2.0
 REPEAT_PENALTY = 0.5
 # And a smaller one for each time a pitch sounded among the last few notes, so a phrase spreads
 # over as many pitches as the corpus's do (distinct pitches per 4 bars) instead of circling three.
-RECENT_PENALTY = 0.25
+RECENT_PENALTY = 0.4
 RECENT_NOTES = 8
 # The neural composer's phrases are 4 bars; their first half bar and their last take these roots
 # (semitones above the tonic), among the mode's chords.
