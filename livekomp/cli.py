@@ -460,7 +460,7 @@ def _run_rehearse(args: argparse.Namespace) -> int:
     print(f"  {result.midi_path}")
     print(f"  {result.summary_path}")
     if result.wav_path is not None:
-        print(f"  {result.wav_path}")
+        print(f"  {result.wav_path}: {result.wav_described}")
     print(f"  notes: {json.dumps(totals['notes'])}")  # type: ignore[index]
     return 0
 
