@@ -288,8 +288,10 @@ class Mix:
         }
 
     def describe(self) -> str:
-        """One line for people: "−16.0 LUFS, −1.3 dBTP, lines +1.8…+2.3 LU over the music"."""
-        text = f"{_figure(self.integrated_lufs)} LUFS, {_figure(self.true_peak_dbtp)} dBTP"
+        """For people: "-16.0 LUFS, -1.1 dBTP, lines +1.9…+2.1 LU over the music"."""
+        if self.integrated_lufs is None or self.true_peak_dbtp is None:
+            return "silent"
+        text = f"{self.integrated_lufs:.1f} LUFS, {self.true_peak_dbtp:.1f} dBTP"
         over = [line.lu_over_music for line in self.lines if line.lu_over_music is not None]
         if over:
             text += f", lines {min(over):+.1f}…{max(over):+.1f} LU over the music"
@@ -310,10 +312,12 @@ def mix(
     """Music and each (start_s, speech) line, centred, levelled for loudness and limited.
 
     The music is brought to TARGET_LUFS integrated (ITU-R BS.1770), with the limiter's effect
-    counted, from the music alone: a line never changes the gain of the music around it, so the
-    same set with and without a line differs only under the line and for the limiter's release
-    after it. Each line is then set LINE_OVER_MUSIC_LU (2 LU, plus `voice_level_db`) over the
-    music's loudness across the line's own span, both measured as they come out of the limiter.
+    counted, from the music alone: so a line does not change the gain of the music around it,
+    and the same set with and without a line differs only under the line and for the limiter's
+    release after it. Each line is then set LINE_OVER_MUSIC_LU (2 LU, plus `voice_level_db`)
+    over the music's loudness across the line's own span, both measured as they come out of
+    the limiter (its gain dips under a loud word, taking the voice down more than the music),
+    in a few rounds.
 
     The window is 0–4 LU: under 0 the music, which fills the same range of the spectrum,
     covers the words; much more than 4 and the line stops sitting in the music and sounds
@@ -323,9 +327,11 @@ def mix(
     a line (a rest, a fade) counts as the floor, so a line over near-silence is still spoken up
     (and is reported as floored).
 
-    Lines add loudness of their own; where they are so many or so long that the whole misses
-    the target by more than TARGET_TOLERANCE_LU, the whole mix is brought back to it. Last,
-    the limiter keeps the true peak (4× oversampled) at or under its ceiling, −1 dBTP.
+    Lines add loudness of their own; where they are so many, so long or over such loud music
+    that the whole misses the target by more than TARGET_TOLERANCE_LU, the whole mix, music
+    included, is brought back to it (a set with no music at all is its lines, brought to the
+    target). Last, the limiter keeps the true peak (4× oversampled) at or under its ceiling,
+    −1 dBTP.
     """
     end = len(music)
     for start_s, speech in lines:
@@ -439,10 +445,6 @@ def _finite(value: float) -> float | None:
 
 def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 2)
-
-
-def _figure(value: float | None) -> str:
-    return "silent" if value is None else f"{value:.1f}"
 
 
 def write_wav(path: Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
