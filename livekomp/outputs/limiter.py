@@ -49,13 +49,13 @@ class Limiter:
             # Only where the gain moved can the peaks have changed (the rest was under target).
             moved = maximum_filter1d(gain < 1.0, 2 * CONTEXT_FRAMES + 1)
             if not moved.any():
-                break
+                return gain
             after = sample_peaks(samples * gain[:, None], only=moved)
             over_db = 20 * math.log10(float(after[moved].max())) - self.ceiling_dbtp
             if over_db <= 0:
-                break
+                return gain
             target_db -= over_db + _MARGIN_DB  # rare: a few peaks bunched inside the attack
-        return gain
+        return gain * 10 ** (-over_db / 20)  # never seen: the whole a little lower, to be sure
 
     def envelope(
         self, peaks: np.ndarray, sample_rate: int, target_db: float | None = None
