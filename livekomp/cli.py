@@ -467,18 +467,26 @@ def _run_rehearse(args: argparse.Namespace) -> int:
     print(f"  {result.midi_path}")
     print(f"  {result.summary_path}")
     if result.wav_path is not None:
-        print(f"  {result.wav_path}")
+        print(f"  {result.wav_path}: {result.wav_described}")
     print(f"  notes: {json.dumps(totals['notes'])}")  # type: ignore[index]
     return 0
 
 
 def _audio_options(args: argparse.Namespace):
+    from livekomp.config import ConfigError
     from livekomp.rehearsal import AudioOptions
     from livekomp.voice.lines import load_responses
     from livekomp.voice.tts import VoiceSpec
 
     if args.soundfont is not None and not args.soundfont.is_file():
         raise FileNotFoundError(f"{args.soundfont}: no such SoundFont (--soundfont)")
+    # The same ranges as serve's config; NaN fails both comparisons.
+    for flag, value, low, high in (
+        ("--voice-level-db", args.voice_level_db, -60.0, 12.0),
+        ("--duck", args.duck, 0.0, 1.0),
+    ):
+        if not low <= value <= high:
+            raise ConfigError(f"{flag}: {value:g} is out of range ({low:g} … {high:g})")
     fallback = None if args.voice_fallback == "none" else args.voice_fallback
     return AudioOptions(
         voice=VoiceSpec(

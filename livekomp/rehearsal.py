@@ -54,6 +54,7 @@ class RehearsalResult:
     summary_path: Path
     summary: dict[str, object]
     wav_path: Path | None = None
+    wav_described: str | None = None  # for people: which synth, the loudness, the true peak
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,28 +237,40 @@ async def _rehearse(
         dispatcher.close()
         recorder.close()
     report.extra.update(session.summary())
-    wav_path = None
+    wav_path = described = None
     if voice is not None and audio is not None:
         wav_path = files.folder / "set.wav"
         origin_s = clock.time_at(0.0)
         clips = [(at_s - origin_s, speech) for at_s, speech in track.clips]
-        report.extra["audio"] = {
-            "music": _write_audio(files.stage("set.wav"), recorder.path, clips, audio),
-            "voice": voice.summary(),
-        }
+        figures, described = _write_audio(files.stage("set.wav"), recorder.path, clips, audio)
+        report.extra["audio"] = {**figures, "voice": voice.summary()}
     report.write(files.stage("summary.json"))
     return RehearsalResult(
-        files.folder / "set.mid", files.folder / "summary.json", report.as_dict(), wav_path
+        files.folder / "set.mid",
+        files.folder / "summary.json",
+        report.as_dict(),
+        wav_path,
+        described,
     )
 
 
 def _write_audio(
     wav_path: Path, midi_path: Path, clips: list[tuple[float, Speech]], audio: AudioOptions
-) -> str:
-    """Render the music, mix the lines in, write `wav_path`; returns how the music was made."""
+) -> tuple[dict[str, object], str]:
+    """Render the music, mix the lines in, write `wav_path`; returns which synth played the
+    music with the mix's measured figures (for the summary), and the same in a line for people."""
     from livekomp.outputs.render import find_soundfont, mix, render_music, write_wav
 
     soundfont = None if audio.builtin_synth else (audio.soundfont or find_soundfont())
-    music, how = render_music(midi_path, soundfont)
-    write_wav(wav_path, mix(music, clips, voice_gain=10 ** (audio.voice_level_db / 20)))
-    return how
+    music, source = render_music(midi_path, soundfont)
+    mixed = mix(music, clips, voice_level_db=audio.voice_level_db)
+    write_wav(wav_path, mixed.samples)
+    described = f"music by {source.describe()}; {mixed.describe()}"
+    log.debug("set.wav: %s", described)
+    figures = {
+        "music": source.name,
+        "soundfont": str(source.soundfont) if source.soundfont else None,
+        **({"fallback": source.fallback} if source.fallback else {}),
+        "mix": mixed.figures(),
+    }
+    return figures, described

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import shutil
 import subprocess
 import tempfile
@@ -21,6 +22,15 @@ import mido
 import numpy as np
 
 from livekomp.files import write_atomically
+from livekomp.outputs.limiter import Limiter, reduction_db
+from livekomp.outputs.loudness import (
+    BLOCK_S,
+    CONTEXT_FRAMES,
+    db_to_gain,
+    integrated_lufs,
+    sample_peaks,
+    true_peak_dbtp,
+)
 from livekomp.speech import Speech
 from livekomp.voice.tts import resample
 
@@ -33,11 +43,16 @@ SOUNDFONT_PLACES = (
     "/usr/share/sounds/sf2/default-GM.sf2",
     "/usr/share/soundfonts/default.sf2",
 )
-# The music is levelled to this RMS (its peak kept under MUSIC_PEAK) and the voice sits at
-# VOICE_GAIN of its own peak: fixed gains, so adding a line never changes the music around it.
-MUSIC_RMS = 0.045
-MUSIC_PEAK = 0.45
-VOICE_GAIN = 0.9
+# The mix (see `mix`): the music to TARGET_LUFS, each line LINE_OVER_MUSIC_LU over the music
+# under it, the whole under the limiter's ceiling (−1 dBTP).
+TARGET_LUFS = -16.0
+TARGET_TOLERANCE_LU = 0.8  # inside the ±1 LU goal, with room for the meter's own spread
+LINE_OVER_MUSIC_LU = 2.0
+LINE_WINDOW_LU = (0.0, 4.0)
+MUSIC_FLOOR_LUFS = -30.0
+MASTER_LIMITER = Limiter()  # −1 dBTP
+_LEVELLING_ROUNDS = 4  # the gains are set, the limiter has its say, the gains are set again …
+_SETTLED_LU = 0.25  # a line (or a corrected whole) this close to where it should sit is left
 
 
 def find_soundfont() -> Path | None:
@@ -188,20 +203,102 @@ def render_builtin(midi_path: Path, sample_rate: int = SAMPLE_RATE) -> np.ndarra
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class MusicSource:
+    """Which synth played the music: fluidsynth with `soundfont`, or the built-in synth (and,
+    where the built-in synth stood in for fluidsynth, why)."""
+
+    synth: str  # "fluidsynth" or "builtin"
+    soundfont: Path | None = None
+    fallback: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The summary's short form: "fluidsynth:NAME.sf2" or "builtin"."""
+        return f"fluidsynth:{self.soundfont.name}" if self.soundfont else "builtin"
+
+    def describe(self) -> str:
+        if self.soundfont is not None:
+            return f"fluidsynth with {self.soundfont}"
+        return "the built-in synth" + (f" ({self.fallback})" if self.fallback else "")
+
+
 def render_music(
     midi_path: Path, soundfont: Path | None, sample_rate: int = SAMPLE_RATE
-) -> tuple[np.ndarray, str]:
-    """The music of `midi_path` and how it was made ("fluidsynth:NAME.sf2" or "builtin")."""
+) -> tuple[np.ndarray, MusicSource]:
+    """The music of `midi_path` and which synth made it."""
     if soundfont is not None and shutil.which("fluidsynth") is not None:
         try:
-            return render_fluidsynth(
-                midi_path, soundfont, sample_rate
-            ), f"fluidsynth:{soundfont.name}"
+            samples = render_fluidsynth(midi_path, soundfont, sample_rate)
+            return samples, MusicSource("fluidsynth", soundfont)
         except (OSError, RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
             log.warning("%s; the built-in synth plays instead", exc)
+            fallback = str(exc)
     elif soundfont is not None:
         log.warning("fluidsynth is not installed; the built-in synth plays instead")
-    return render_builtin(midi_path, sample_rate), "builtin"
+        fallback = "fluidsynth is not installed"
+    else:
+        fallback = None
+    return render_builtin(midi_path, sample_rate), MusicSource("builtin", fallback=fallback)
+
+
+@dataclass(frozen=True, slots=True)
+class LineLevel:
+    """One line in the mix, measured in the file as written (after the limiter): its loudness,
+    the music's over the same span, and the difference. None: silence, no figure."""
+
+    start_s: float
+    line_lufs: float | None
+    music_lufs: float | None
+    lu_over_music: float | None
+    floored: bool  # the music under it was below MUSIC_FLOOR_LUFS: the line sits on the floor
+
+
+@dataclass(frozen=True, slots=True)
+class Mix:
+    samples: np.ndarray  # (frames, 2) float, on the 16-bit grid the WAV stores
+    integrated_lufs: float | None
+    true_peak_dbtp: float | None
+    music_gain_db: float
+    limiter_db: float  # the most the limiter turned the mix down
+    lines: tuple[LineLevel, ...]
+
+    def figures(self) -> dict[str, object]:
+        """The measured figures, for summary.json."""
+        over = [line.lu_over_music for line in self.lines if line.lu_over_music is not None]
+        return {
+            "integrated_lufs": _round(self.integrated_lufs),
+            "true_peak_dbtp": _round(self.true_peak_dbtp),
+            "music_gain_db": _round(self.music_gain_db),
+            "limiter_max_db": _round(self.limiter_db),
+            "line_lu_over_music": {
+                "min": _round(min(over)) if over else None,
+                "max": _round(max(over)) if over else None,
+                "floored": sum(line.floored for line in self.lines),
+            },
+            "lines": [
+                {
+                    "start_s": round(line.start_s, 6),
+                    "lufs": _round(line.line_lufs),
+                    "music_lufs": _round(line.music_lufs),
+                    "lu_over_music": _round(line.lu_over_music),
+                }
+                for line in self.lines
+            ],
+        }
+
+    def describe(self) -> str:
+        """For people: "-16.0 LUFS, -1.1 dBTP, lines +1.9…+2.1 LU over the music"."""
+        if self.integrated_lufs is None or self.true_peak_dbtp is None:
+            return "silent"
+        text = f"{self.integrated_lufs:.1f} LUFS, {self.true_peak_dbtp:.1f} dBTP"
+        over = [line.lu_over_music for line in self.lines if line.lu_over_music is not None]
+        if over:
+            text += f", lines {min(over):+.1f}…{max(over):+.1f} LU over the music"
+        floored = sum(line.floored for line in self.lines)
+        if floored:
+            text += f" ({floored} over near-silence, at the floor)"
+        return text
 
 
 def mix(
@@ -209,25 +306,145 @@ def mix(
     lines: list[tuple[float, Speech]],
     *,
     sample_rate: int = SAMPLE_RATE,
-    voice_gain: float = 1.0,
-) -> np.ndarray:
-    """Music (levelled) with each (start_s, speech) line added at its sample, centred."""
+    voice_level_db: float = 0.0,
+    limiter: Limiter = MASTER_LIMITER,
+) -> Mix:
+    """Music and each (start_s, speech) line, centred, levelled for loudness and limited.
+
+    The music is brought to TARGET_LUFS integrated (ITU-R BS.1770), with the limiter's effect
+    counted, from the music alone: so a line does not change the gain of the music around it,
+    and the same set with and without a line differs only under the line and for the limiter's
+    release after it. Each line is then set LINE_OVER_MUSIC_LU (2 LU, plus `voice_level_db`)
+    over the music's loudness across the line's own span, both measured as they come out of
+    the limiter (its gain dips under a loud word, taking the voice down more than the music),
+    in a few rounds.
+
+    The window is 0–4 LU: under 0 the music, which fills the same range of the spectrum,
+    covers the words; much more than 4 and the line stops sitting in the music and sounds
+    pasted over it (a fresh clone had the voice 10–13 dB over quiet music). 2 LU is the middle
+    of it, which leaves room for what a gain set from averages over a few seconds cannot see:
+    a crash under a word, the limiter taking a peak. Music quieter than MUSIC_FLOOR_LUFS under
+    a line (a rest, a fade) counts as the floor, so a line over near-silence is still spoken up
+    (and is reported as floored).
+
+    Lines add loudness of their own; where they are so many, so long or over such loud music
+    that the whole misses the target by more than TARGET_TOLERANCE_LU, the whole mix, music
+    included, is brought back to it (a set with no music at all is its lines, brought to the
+    target). Last, the limiter keeps the true peak (4× oversampled) at or under its ceiling,
+    −1 dBTP.
+    """
     end = len(music)
-    for start_s, speech in lines:
-        end = max(end, round(start_s * sample_rate) + len(speech.samples))
-    out = np.zeros((end, 2), np.float32)
-    if len(music):
-        rms = float(np.sqrt(np.mean(music.astype(np.float64) ** 2)))
-        peak = float(np.max(np.abs(music)))
-        if rms > 0:
-            out[: len(music)] += music * min(MUSIC_RMS / rms, MUSIC_PEAK / peak)
     for start_s, speech in lines:
         if speech.sample_rate != sample_rate:
             raise ValueError("speech must be rendered at the mix rate")
-        start = max(0, round(start_s * sample_rate))
-        samples = speech.samples * (VOICE_GAIN * voice_gain)
-        out[start : start + len(samples)] += samples[:, None]
-    return np.clip(out, -1.0, 1.0)
+        end = max(end, max(0, round(start_s * sample_rate)) + len(speech.samples))
+    music_stem = np.zeros((end, 2))
+    music_stem[: len(music)] = music
+    music_peaks = sample_peaks(music_stem)
+    music_gain_db = _music_gain_db(music_stem, music_peaks, sample_rate, limiter)
+    music_stem *= db_to_gain(music_gain_db)
+    music_peaks *= db_to_gain(music_gain_db)
+
+    placed = [_Line.place(start_s, speech, sample_rate) for start_s, speech in lines]
+    under_lines = np.zeros(end, bool)  # where the peaks of the whole differ from the music's
+    for line in placed:
+        under_lines[max(0, line.start - CONTEXT_FRAMES) : line.end + CONTEXT_FRAMES] = True
+        reference = max(_span_lufs(music_stem, line.start, line.end, sample_rate), MUSIC_FLOOR_LUFS)
+        if math.isfinite(line.own_lufs):  # a first guess, before the limiter has its say
+            line.gain_db = reference + LINE_OVER_MUSIC_LU + voice_level_db - line.own_lufs
+
+    def settle(correction_db: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Set the lines' gains until each sits where it should after the limiter (a few
+        rounds); returns the whole, its true peaks and the limiter's gain for it."""
+        for round_ in range(_LEVELLING_ROUNDS):
+            whole = music_stem * db_to_gain(correction_db)
+            for line in placed:
+                voice = line.voice * db_to_gain(line.gain_db + correction_db)
+                whole[line.start : line.end] += voice
+            peaks = music_peaks * db_to_gain(correction_db)
+            if placed:
+                peaks[under_lines] = sample_peaks(whole, only=under_lines)[under_lines]
+            gain = limiter.envelope(peaks, sample_rate)
+            if round_ == _LEVELLING_ROUNDS - 1:
+                break
+            levels = _measure(placed, music_stem, gain, correction_db, sample_rate)
+            misses = [_line_miss_lu(level, voice_level_db, correction_db) for level in levels]
+            if all(abs(miss) <= _SETTLED_LU for miss in misses):
+                break
+            for line, miss in zip(placed, misses, strict=True):
+                line.gain_db += miss
+        return whole, peaks, gain
+
+    correction_db = 0.0
+    whole, peaks, gain = settle(correction_db)
+    tolerance = TARGET_TOLERANCE_LU
+    for _ in range(_LEVELLING_ROUNDS):
+        miss = TARGET_LUFS - integrated_lufs(whole * gain[:, None], sample_rate)
+        if not math.isfinite(miss) or abs(miss) <= tolerance:
+            break
+        correction_db += miss  # the lines made the whole too loud, or there is only voice
+        tolerance = _SETTLED_LU
+        whole, peaks, gain = settle(correction_db)
+    checked = limiter.gain(whole, sample_rate, peaks)  # the envelope, checked for true peaks
+    levels = _measure(placed, music_stem, checked, correction_db, sample_rate)
+    gain = checked
+    out = _on_16_bit_grid(whole * gain[:, None])
+    return Mix(
+        out,
+        _finite(integrated_lufs(out, sample_rate)),
+        _finite(true_peak_dbtp(out)),
+        music_gain_db + correction_db,
+        reduction_db(gain),
+        tuple(levels),
+    )
+
+
+def _music_gain_db(
+    music: np.ndarray, peaks: np.ndarray, sample_rate: int, limiter: Limiter
+) -> float:
+    """The gain that brings `music` (true peaks `peaks`), limited, to TARGET_LUFS (0 dB for
+    silence). The limiter takes a little loudness off loud music, so the gain is found in a
+    few steps."""
+    loudness = integrated_lufs(music, sample_rate)
+    if not math.isfinite(loudness):
+        return 0.0
+    gain_db = TARGET_LUFS - loudness
+    for _ in range(_LEVELLING_ROUNDS):
+        scale = db_to_gain(gain_db)
+        limited = music * (scale * limiter.envelope(peaks * scale, sample_rate))[:, None]
+        miss = TARGET_LUFS - integrated_lufs(limited, sample_rate)
+        if abs(miss) < 0.05:
+            break
+        gain_db += miss
+    return gain_db
+
+
+def _span(start: int, end: int, frames: int, sample_rate: int) -> tuple[int, int]:
+    """The frames to measure the music under a line from: the line's own, widened about its
+    middle to at least one 400 ms block (a word alone is too short to measure)."""
+    block = round(BLOCK_S * sample_rate)
+    if end - start < block:
+        start = max(0, (start + end) // 2 - block // 2)
+        end = start + block
+    return start, min(end, frames)
+
+
+def _span_lufs(samples: np.ndarray, start: int, end: int, sample_rate: int) -> float:
+    lo, hi = _span(start, end, len(samples), sample_rate)
+    return integrated_lufs(samples[lo:hi], sample_rate)
+
+
+def _on_16_bit_grid(samples: np.ndarray) -> np.ndarray:
+    """The samples as `write_wav` will store them, so the figures are the file's."""
+    return np.round(np.clip(samples, -1.0, 1.0) * 32767) / 32767
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 2)
 
 
 def write_wav(path: Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
@@ -240,3 +457,62 @@ def write_wav(path: Path, samples: np.ndarray, sample_rate: int = SAMPLE_RATE) -
         wav.setframerate(sample_rate)
         wav.writeframes(pcm.tobytes())
     write_atomically(path, data.getvalue())
+
+
+@dataclass(slots=True)
+class _Line:
+    """A line being placed: where it sits, its samples (centred) and the gain found so far."""
+
+    start: int
+    voice: np.ndarray  # (frames, 2)
+    own_lufs: float
+    gain_db: float = 0.0
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.voice)
+
+    @classmethod
+    def place(cls, start_s: float, speech: Speech, sample_rate: int) -> _Line:
+        voice = np.repeat(speech.samples.astype(np.float64)[:, None], 2, axis=1)
+        return cls(max(0, round(start_s * sample_rate)), voice, integrated_lufs(voice, sample_rate))
+
+
+def _measure(
+    placed: list[_Line],
+    music_stem: np.ndarray,
+    gain: np.ndarray,
+    correction_db: float,
+    sample_rate: int,
+) -> list[LineLevel]:
+    """Each line and the music under it as the limiter leaves them (the same gain for both)."""
+    levels = []
+    for line in placed:
+        span = slice(line.start, line.end)
+        voice = line.voice * (db_to_gain(line.gain_db + correction_db) * gain[span, None])
+        lo, hi = _span(line.start, line.end, len(music_stem), sample_rate)
+        music = music_stem[lo:hi] * (db_to_gain(correction_db) * gain[lo:hi, None])
+        line_lufs = integrated_lufs(voice, sample_rate)
+        music_lufs = integrated_lufs(music, sample_rate)
+        levels.append(
+            LineLevel(
+                line.start / sample_rate,
+                _finite(line_lufs),
+                _finite(music_lufs),
+                _finite(line_lufs - music_lufs),
+                music_lufs - correction_db < MUSIC_FLOOR_LUFS,
+            )
+        )
+    return levels
+
+
+def _line_miss_lu(level: LineLevel, voice_level_db: float, correction_db: float) -> float:
+    """How far a line is from where it should sit: LINE_OVER_MUSIC_LU over the music under it,
+    moved by `voice_level_db`. The floor is for the music before any correction of the whole:
+    with no music at all the whole is the voice, and brought to the target. 0 for a silent
+    line: nothing to set."""
+    if level.line_lufs is None:
+        return 0.0
+    music = level.music_lufs if level.music_lufs is not None else -math.inf
+    reference = max(music, MUSIC_FLOOR_LUFS + correction_db)
+    return reference + LINE_OVER_MUSIC_LU + voice_level_db - level.line_lufs

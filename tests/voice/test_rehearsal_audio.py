@@ -7,6 +7,7 @@ seed, so the same music) is subtracted, and what is left is the voice.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import wave
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 
 from livekomp.cli import main
 from livekomp.inputs.setlist import load_setlist, parse_setlist
+from livekomp.outputs.render import find_soundfont
 from livekomp.rehearsal import AudioOptions, rehearse
 from livekomp.voice.lines import load_responses
 from livekomp.voice.tts import VoiceSpec
@@ -65,6 +67,12 @@ def test_a_line_cued_at_bar_8_starts_in_the_wav_on_bar_8(tmp_path, builtin):
     assert 0 <= onset_s(voice, threshold=0.01) - bar_8_s < 0.030
     [line] = a.summary["lines"]
     assert line["bar"] == 8 and line["backend"] == "piper" and line["cached"] is True
+    played = a.summary["audio"]
+    if builtin:
+        assert played["music"] == "builtin" and played["soundfont"] is None
+    else:
+        assert played["soundfont"] == str(find_soundfont())
+        assert played["music"] == f"fluidsynth:{find_soundfont().name}"
     assert line["start_s"] == pytest.approx(bar_8_s, abs=1e-6)
     heard_s = np.flatnonzero(np.abs(voice[:, 0]) > 0.01)
     assert heard_s[-1] / RATE == pytest.approx(bar_8_s + line["duration_s"], abs=0.05)
@@ -98,6 +106,12 @@ def test_the_example_set_speaks_its_lines_where_the_summary_says(tmp_path):
         if start:
             assert np.max(np.abs(voice[max(0, start - RATE // 10) : start, 0])) < 0.01
     assert np.max(np.abs(voice[~inside])) < 0.01  # nothing spoken anywhere else
+    # The mix: about -16 LUFS, under -1 dBTP, every line 0–4 LU over the music under it.
+    figures = spoken.summary["audio"]["mix"]
+    assert figures["integrated_lufs"] == pytest.approx(-16.0, abs=1.0)
+    assert figures["true_peak_dbtp"] <= -1.0
+    assert len(figures["lines"]) == len(lines)
+    assert all(0.0 <= line["lu_over_music"] <= 4.0 for line in figures["lines"])
 
 
 def test_same_seed_same_wav(tmp_path):
@@ -182,9 +196,19 @@ def test_cli_rehearse_audio_writes_set_wav(tmp_path, capsys):
     out = tmp_path / "out"
     args = ["-q", "rehearse", str(EXAMPLES / "storm.toml"), "--out", str(out), "--audio"]
     assert main([*args, "--voice", "espeak-ng", "--builtin-synth"]) == 0
-    assert str(out / "set.wav") in capsys.readouterr().out
+    [said] = [line for line in capsys.readouterr().out.splitlines() if "set.wav" in line]
+    assert said.startswith(f"  {out / 'set.wav'}: music by the built-in synth; ")
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["audio"]["music"] == "builtin"
+    assert summary["audio"]["music"] == "builtin" and summary["audio"]["soundfont"] is None
+    figures = summary["audio"]["mix"]
+    over = figures["line_lu_over_music"]
+    said_figures = re.search(r"(\S+) LUFS, (\S+) dBTP, lines (\S+)…(\S+) LU over the music", said)
+    assert said_figures is not None, said
+    reported = figures["integrated_lufs"], figures["true_peak_dbtp"], over["min"], over["max"]
+    assert [float(x) for x in said_figures.groups()] == pytest.approx(reported, abs=0.051)
+    assert figures["integrated_lufs"] == pytest.approx(-16.0, abs=1.0)
+    assert figures["true_peak_dbtp"] <= -1.0
+    assert 0.0 <= over["min"] <= over["max"] <= 4.0
     assert all(line["backend"] == "espeak-ng" for line in summary["lines"])
     assert len(read(out / "set.wav")) / RATE > 30
 
@@ -193,3 +217,21 @@ def test_cli_names_a_missing_soundfont(tmp_path, capsys):
     args = ["rehearse", str(EXAMPLES / "storm.toml"), "--out", str(tmp_path), "--audio"]
     assert main([*args, "--soundfont", str(tmp_path / "none.sf2")]) == 2
     assert "none.sf2: no such SoundFont (--soundfont)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "said"),
+    [
+        ("--voice-level-db", "40", "--voice-level-db: 40 is out of range (-60 … 12)"),
+        ("--voice-level-db", "nan", "--voice-level-db: nan is out of range (-60 … 12)"),
+        ("--duck", "1.5", "--duck: 1.5 is out of range (0 … 1)"),
+    ],
+)
+def test_cli_names_an_audio_flag_out_of_range_and_writes_nothing(
+    tmp_path, capsys, flag, value, said
+):
+    out = tmp_path / "out"
+    args = ["rehearse", str(EXAMPLES / "storm.toml"), "--out", str(out), "--audio", flag, value]
+    assert main(args) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f"livekomp: error: {said}"]
+    assert not out.exists()
