@@ -7,8 +7,8 @@ holds no drum parts, so the model cannot name a drum; this module reads its two 
 
 Who decides what (the groove model → the tables here):
 
-- **kicks**: the groove's onsets with the strongest accents, never under the snare → how many a
-  bar, and on which grid (`DrumFeel`); the downbeat always.
+- **kicks**: the groove's onsets with the strongest accents, never under the snare → how many
+  per four beats, and on which grid (`DrumFeel`); the downbeat always.
 - **snare**: in each backbeat beat, the beat or its off-beat eighth, whichever the groove accents
   more → which beats are the backbeat, in full and in half time, per metre (`DRUM_METRES`).
 - **hats or ride**: the groove's onsets on the feel's grid → the steady pulse under them.
@@ -126,7 +126,7 @@ class DrumFeel:
     """What one band of energy plays, and how much of the groove it takes up."""
 
     name: str
-    kicks: int  # kicks in a bar at most; the downbeat is always one (0: no kick)
+    kicks: int  # kicks per four beats at most; the downbeat is always one (0: no kick)
     kick_grid: int  # steps: kicks only on the groove's onsets on this grid
     backbeat: str  # "full", "half" (DrumMetre) or "" for none
     snare: Drum  # what plays the backbeat
@@ -293,14 +293,15 @@ def _kick_steps(
     feel: DrumFeel, onset: list[bool], accent: list[float], snares: list[int], bar_steps: int
 ) -> list[int]:
     """The downbeat, then the groove's onsets on the kick grid with the strongest accents, as
-    many as the feel allows; never on a snare."""
+    many as the feel allows for the bar's length; never on a snare."""
     if feel.kicks == 0:
         return []
+    most = max(1, round(feel.kicks * bar_steps / (4 * STEPS_PER_BEAT)))
     candidates = [
         s for s in range(feel.kick_grid, bar_steps, feel.kick_grid) if onset[s] and s not in snares
     ]
     strongest = sorted(candidates, key=lambda s: (-accent[s], s))
-    return [0, *sorted(strongest[: feel.kicks - 1])]
+    return [0, *sorted(strongest[: most - 1])]
 
 
 def _open_hat_step(

@@ -168,3 +168,9 @@ def test_short_and_long_bars_stay_inside_themselves(beats):
             notes = play(onsets, accents, beats=beats, index=index, arousal=arousal)
             assert notes
             assert all(0 <= n.start_beats < beats and n.end_beats <= beats + 1e-9 for n in notes)
+
+
+def test_the_kick_count_is_per_four_beats():
+    for beats, most in ((2, 2), (3, 3), (4, 4), (6, 6), (8, 8)):  # riding: four per four beats
+        onsets, accents = groove(set(range(0, 4 * beats, 2)), beats=beats)
+        assert len(steps_of(play(onsets, accents, beats=beats, arousal=0.9), Drum.KICK)) == most
