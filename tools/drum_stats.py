@@ -1,6 +1,7 @@
 """Measure the drums against the groove, for the neural composer and the rule-based one.
 
     python tools/drum_stats.py [--seeds 3] [--bars 8] [--beats-per-bar 4] [--json FILE]
+                               [--style NAME --adapters DIR]
 
 Over a grid of valence × arousal (−0.8 … 0.8 each) and a few seeds, phrases are composed inline
 (as in rehearsal, each bar accepted before the next) and for each composer it reports:
@@ -12,6 +13,10 @@ Over a grid of valence × arousal (−0.8 … 0.8 each) and a few seeds, phrases
   the bar's mean (above mean), or one of the bar's top quarter of steps by accent. The rule
   composer's kicks are scored against the same predictor, as a baseline: its tables put kicks on
   strong beats without asking the model.
+
+With --style, the style adapter's groove alone (the base melody under both) plays against the
+base groove from the same history (each bar the style's, accepted): where in the beat the hats
+and kicks fall (shares of the sixteenths 0–3 of a beat), so the adapter's groove is heard.
 """
 
 from __future__ import annotations
@@ -27,12 +32,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from livekomp.models import checkpoint, tokens  # noqa: E402
+from livekomp.models import checkpoint, lora, tokens  # noqa: E402
 from livekomp.models.groove import STEPS, STEPS_PER_QUARTER, GroovePredictor  # noqa: E402
 from livekomp.models.neural import NeuralComposer  # noqa: E402
 from livekomp.models.runtime import TorchTrunk  # noqa: E402
 from livekomp.music.drums import Drum  # noqa: E402
-from livekomp.music.phrase import BarRequest, ComposedBar, Part  # noqa: E402
+from livekomp.music.phrase import BASE_STYLE, BarRequest, ComposedBar, Part  # noqa: E402
 from livekomp.music.rules import RuleComposer  # noqa: E402
 from tools.evaluate import spearman  # noqa: E402
 
@@ -108,6 +113,35 @@ def summarize(phrases: list[dict]) -> dict[str, object]:
     }
 
 
+def style_figures(make_composer, seeds: int, bars: int, beats: int) -> dict[str, object]:
+    """Hats and kicks by sixteenth of the beat, base groove against the style's, mid-mood."""
+    hits: dict[str, list[tuple[int, int]]] = {BASE_STYLE: [], "style": []}  # (step, drum)
+    for seed in range(seeds):
+        composer = make_composer(seed)
+        for index in range(bars):
+            for style in hits:
+                request = BarRequest(index, beats, 2, 0.4, 0.2, style=style)
+                bar = composer.compose_bar(request)
+                hits[style] += [
+                    (round(n.start_beats * STEPS_PER_QUARTER), n.pitch)
+                    for n in bar.parts[Part.DRUMS]
+                ]
+            composer.accept(request, bar)
+
+    def by_sixteenth(style: str, drums: set[int]) -> list[float]:
+        steps = [step % STEPS_PER_QUARTER for step, drum in hits[style] if drum in drums]
+        return [steps.count(i) / max(len(steps), 1) for i in range(STEPS_PER_QUARTER)]
+
+    return {
+        style: {
+            "notes_per_bar": len(hits[style]) / (seeds * bars),
+            "hats_by_sixteenth": by_sixteenth(style, {Drum.CLOSED_HAT, Drum.OPEN_HAT}),
+            "kicks_by_sixteenth": by_sixteenth(style, {Drum.KICK}),
+        }
+        for style in hits
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoints", type=Path, default=checkpoint.DEFAULT_DIR)
@@ -115,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bars", type=int, default=8)
     parser.add_argument("--beats-per-bar", type=int, default=4)
     parser.add_argument("--json", type=Path, help="also write the result here")
+    parser.add_argument("--style", help="also play this style adapter's groove against the base")
+    parser.add_argument("--adapters", type=Path, default=Path("adapters"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -145,6 +181,19 @@ def main(argv: list[str] | None = None) -> int:
             for seed in range(args.seeds)
         ]
         result[name] = summarize(phrases)
+    if args.style:
+        info = lora.read_style(args.style, args.adapters)
+        sha = checkpoint.read_description("groove", args.checkpoints)["sha256"]
+        styled = lora.merged(info, "groove", groove, sha)
+
+        def make_styled(seed: int) -> NeuralComposer:
+            composer = NeuralComposer(melody, harmony, groove, trunk, seed)
+            composer.add_style("style", melody, trunk, styled)
+            return composer
+
+        result[f"style {args.style}"] = style_figures(
+            make_styled, args.seeds, 2 * args.bars, args.beats_per_bar
+        )
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:
