@@ -97,8 +97,9 @@ class DrumMetre:
     half_time: tuple[int, ...]  # its one beat (or two) in a half-time feel
 
 
-# Every metre the models know (tokens.BAR_TICKS: whole bars of 1 to 8 quarter notes). The groups
-# follow the rule composer's meters, so both composers put the weight in the same places.
+# Every metre the models know (tokens.BAR_TICKS: whole bars of 1 to 8 quarter notes). The snare
+# falls where the rule composer's meters put it, so both composers mean the same by a metre; only
+# eight beats differ, played here as two bars of 4/4 rather than the rules' half time.
 DRUM_METRES: dict[int, DrumMetre] = {
     1: DrumMetre(backbeats=(), half_time=()),
     2: DrumMetre(backbeats=(1,), half_time=(1,)),  # 2/4
@@ -204,7 +205,9 @@ def drum_bar(
     mean = float(np.mean(accent))
     hits: dict[tuple[int, Drum], float] = {}  # (step, drum) → velocity steps
 
-    def hit(step: int, drum: Drum, role: str, extra: float = 0.0, accent_share: float = 1.0):
+    def hit(
+        step: int, drum: Drum, role: str, extra: float = 0.0, accent_share: float = 1.0
+    ) -> None:
         stress = accent_share * ACCENT_VELOCITY * (accent[step] - mean)
         hits[(step, drum)] = feel.level + ROLE_LEVEL[role] + stress + extra
 
