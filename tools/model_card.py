@@ -140,9 +140,20 @@ def render() -> str:
     add(table(["model", "what", "parameters", "weights", "config"], rows) + "\n")
     add(
         "Drums, swing and velocities have no data in this corpus (folk tunes and vocal music carry "
-        "no drum parts and almost no dynamics), so they stay rule-based: the drums come from the "
-        "rule-based composer for the same bar, and velocity follows arousal × intensity, shaped "
-        "by the groove model's accents.\n"
+        "no drum parts and almost no dynamics), so no model names a drum. The drums are read from "
+        "the groove model's output for the bar (`livekomp/music/drums.py`): the model decides "
+        "where the kicks go (its onsets with the strongest accents), where in each backbeat beat "
+        "the snare falls (the beat or its off-beat eighth, whichever it accents more), where the "
+        "hats or ride play beyond a steady pulse (its onsets), where ghost notes, an open hat and "
+        "fill notes may fall (its onsets), and how hard each hit is (its accent against the "
+        "bar's mean). Tables decide what it cannot say: per metre (1 to 8 beats, every metre the "
+        "tokens know) which beats are the backbeat, in full and half time; per band of arousal "
+        "(nudged by the density control) which instruments play (General MIDI numbers: side "
+        "stick when calm, ride when most excited), how many kicks, the pulse under the hats, the "
+        "odds of ghost notes and open hats, and the kit's level. Fills come from the bar index "
+        "(the last beat of every fourth bar, the last two of every eighth), a crash on the bar "
+        "after. So a style adapter's groove is heard in the drums. Velocity follows arousal × "
+        "intensity in every part, shaped by the groove model's accents.\n"
     )
 
     add("## Data\n")

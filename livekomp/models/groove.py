@@ -4,8 +4,9 @@ A bar is a grid of sixteenth notes (up to `STEPS`). For each step the model give
 that a note starts there, and an accent: the expected length of a note starting there, as
 log2(sixteenths). Both are learned from the corpus's melodies: onsets are what the tunes do, and
 the accent is agogic — music psychology finds a longer note heard as stressed (Povel & Okkerman
-1981), and the corpus, almost free of dynamics, holds no other evidence of stress. Velocities,
-swing and drum patterns have no data here and stay rule-based.
+1981), and the corpus, almost free of dynamics, holds no other evidence of stress. Swing and
+velocities have no data here and stay rule-based; there are no drum parts either, so
+music/drums.py reads a kit from these onsets and accents, with tables for what they cannot say.
 """
 
 from __future__ import annotations

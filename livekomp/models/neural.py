@@ -4,8 +4,9 @@ For each bar it (1) continues the melody that was actually played with the trans
 bar's mood, until the model steps over the bar line; (2) asks the harmony predictor for the chord
 under each half of that melody, given the chord before; (3) asks the groove predictor where the
 accompaniment starts notes and how long (hence how stressed) each is; then voices the chords and
-the bass on that groove. Drums have no training data in the corpus and come from the rule-based
-composer.
+the bass on that groove, and reads the drums from it (music/drums.py: kick and snare on its
+accents, hats on its onsets, fills at phrase ends; tables give the kit, metre and feel, since the
+corpus has no drum parts). A style's groove adapter is thus heard in the drums too.
 
 `compose_bar` only reads the composer's memory; `accept` writes the bar that was really played
 (fresh, buffered or the rules'), so a late or abandoned request never bends the melody's history.
@@ -61,8 +62,8 @@ from livekomp.music.arrange import (
     part_velocity,
     place,
 )
+from livekomp.music.drums import drum_bar
 from livekomp.music.phrase import BASE_STYLE, BarRequest, ComposedBar, Note, Part, adapters
-from livekomp.music.rules import RuleComposer
 from livekomp.music.theory import mode_for_valence, mode_steps
 
 log = logging.getLogger("livekomp.composer")
@@ -352,7 +353,6 @@ class NeuralComposer:
         }
         self.refused_styles: dict[str, str] = {}  # style name → why it was not loaded
         self.runtime = trunk.name
-        self.drums = RuleComposer(seed)
         self._memory = _Memory()
         self._lock = threading.Lock()
 
@@ -401,7 +401,7 @@ class NeuralComposer:
             Part.MELODY: self._melody(melody_rows, request),
             Part.CHORDS: self._comp(chords, onsets, accents, voicing, ceilings[1], request),
             Part.BASS: self._bass(chords, onsets, accents, request),
-            Part.DRUMS: self.drums.compose_bar(request).parts[Part.DRUMS],
+            Part.DRUMS: self._drums(onsets, accents, request),
         }
         symbols = [chord_symbol(c) for c in chords]
         return ComposedBar(
@@ -627,6 +627,13 @@ class NeuralComposer:
                 )
             )
         return notes
+
+    def _drums(self, onsets: list[bool], accents: list[float], request: BarRequest) -> list[Note]:
+        """The kit read from this bar's groove (music/drums.py). Its draws (ghost notes, open hat,
+        fill notes) come from a stream of their own, so they never shift another part's draws,
+        nor theirs."""
+        rng = np.random.default_rng(mix_seed(self.seed, request.index, 0x6472756D))
+        return drum_bar(request, onsets, accents, rng)
 
 
 def _load_style(

@@ -23,9 +23,10 @@ from livekomp.inputs.setlist import parse_setlist
 from livekomp.models import checkpoint, data, lora, proxy
 from livekomp.models.finetune import FinetuneError, FinetuneOptions, finetune, split_records
 from livekomp.models.midi_import import MidiImportError, read_midi_folder
-from livekomp.models.neural import load_neural
+from livekomp.models.neural import NeuralComposer, load_neural
 from livekomp.models.runtime import OnnxTrunk, TorchTrunk, onnx_path
 from livekomp.models.scores import groove_scores, melody_scores
+from livekomp.music.drums import Drum
 from livekomp.music.phrase import BarRequest, Part
 from livekomp.rehearsal import rehearse
 from tests.models.conftest import tiny_models
@@ -149,6 +150,38 @@ def test_the_style_moves_the_music_toward_the_corpus(trained):
         return np.mean([(start % 1.0) in (0.0, DOTTED[0]) for start, _ in notes])
 
     assert dotted_share(styled) > dotted_share(base) + 0.1
+
+
+def test_the_styles_groove_is_heard_in_the_drums(trained):
+    """The adapter's groove alone (the base melody under both) moves the hats onto the style's
+    dotted sixteenth and keeps the kick on the beat, where its long notes fall."""
+    info, _, _ = trained
+    base = base_models()
+    harmony = checkpoint.load("harmony", BASE)
+    styled_groove = lora.merged(info, "groove", base["groove"], base_sha("groove"))
+    composer = NeuralComposer(
+        base["melody"], harmony, base["groove"], TorchTrunk(base["melody"]), seed=11
+    )
+    composer.add_style("penta", base["melody"], TorchTrunk(base["melody"]), styled_groove)
+    hits: dict[str, list[tuple[int, int]]] = {"base": [], "penta": []}  # (step, drum)
+    for i in range(16):
+        for style in hits:
+            request = BarRequest(i, 4, TONIC, valence=0.4, arousal=0.2, style=style)
+            bar = composer.compose_bar(request)
+            hits[style] += [(round(n.start_beats * 4), n.pitch) for n in bar.parts[Part.DRUMS]]
+        composer.accept(request, bar)  # the style's bar: both continue from the same history
+
+    def share(style: str, drums: set[Drum], where) -> float:
+        steps = [step for step, drum in hits[style] if drum in drums]
+        return float(np.mean([where(step) for step in steps]))
+
+    def dotted(step: int) -> bool:
+        return step % 4 == 3
+
+    hats = {Drum.CLOSED_HAT, Drum.OPEN_HAT}
+    assert share("penta", hats, dotted) > share("base", hats, dotted) + 0.15
+    assert share("penta", {Drum.KICK}, lambda step: step % 4 == 0) == 1.0
+    assert hits["penta"] != hits["base"]
 
 
 def test_merged_and_unmerged_adapters_agree(trained):
