@@ -380,6 +380,9 @@ def main(argv: list[str] | None = None) -> int:
         "bars": args.bars,
         "beats_per_bar": args.beats_per_bar,
         "reference_melodies": len(reference),
+        "dataset": str(
+            args.dataset.relative_to(ROOT) if args.dataset.is_relative_to(ROOT) else args.dataset
+        ),
         "corpus_phrases": len(corpus),
         "corpus_ranges": ranges,
     }

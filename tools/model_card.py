@@ -66,6 +66,58 @@ def arrangement_section(evaluation: dict) -> str:
             + ", ".join(accuracy)
             + ".\n"
         )
+    neural = evaluation.get("neural", {})
+    rules = evaluation.get("rules", {})
+    if neural:
+        overall = neural["arrangement"]
+        outside = [
+            f"{name} {key.replace('_', ' ')} {figures[key]['median']:.2f} against "
+            f"{figures[key]['corpus_iqr'][0]:.2f}–{figures[key]['corpus_iqr'][1]:.2f}"
+            for name, figures in neural["arrangement_by_quadrant"].items()
+            for key in ("repeated_share", "distinct_per_4_bars")
+            if "corpus_iqr" in figures[key] and not figures[key]["inside"]
+        ]
+
+        def goal(text: str, met: bool) -> str:
+            return f"- {text}: {'met' if met else 'missed'}"
+
+        two_sample = neural.get("two_sample_accuracy")
+        lines = [
+            "The issue's goals for the neural composer, against these figures:\n",
+            goal(f"bars in the asked mode ≥ 97 % ({100 * overall['bars_in_mode']:.1f} %)",
+                 overall["bars_in_mode"] >= 0.97),
+            goal(f"phrases in the asked mode ≥ 98 % ({100 * overall['phrases_in_mode']:.1f} %)",
+                 overall["phrases_in_mode"] >= 0.98),
+            goal(f"melody above the chords ≥ 95 % ({100 * overall['melody_above_chords']:.1f} %)",
+                 overall["melody_above_chords"] >= 0.95),
+            goal(f"doubled ≤ 3 % ({100 * overall['melody_doubled']:.1f} %)",
+                 overall["melody_doubled"] <= 0.03),
+            goal("repeated-pitch share and distinct pitches per 4 bars inside the corpus's "
+                 "range in every quadrant"
+                 + (f" (outside: {'; '.join(outside)})" if outside else ""), not outside),
+            goal(f"arousal–density ρ ≥ 0.9 ({neural['arousal_density_rho']:.3f})",
+                 neural["arousal_density_rho"] >= 0.9),
+        ]  # fmt: skip
+        if two_sample is not None and rules.get("two_sample_accuracy") is not None:
+            lines.append(
+                goal(
+                    f"two-sample classifier ≤ 65 % and below the rules' ({100 * two_sample:.1f} "
+                    f"% against {100 * rules['two_sample_accuracy']:.1f} %)",
+                    two_sample <= 0.65 and two_sample < rules["two_sample_accuracy"],
+                )
+            )
+        out.append("\n".join(lines) + "\n")
+    demos = sorted((CHECKPOINTS / "demos").glob("*.png"))
+    if demos:
+        out.append(
+            "Look and listen (`tools/quadrant_demos.py`: 8 bars of the neural composer per "
+            "quadrant, in D, no voice; the audio downmixed to 11 kHz mono): "
+            + ", ".join(
+                f"{png.stem} ([roll](demos/{png.name}), [audio](demos/{png.stem}.wav))"
+                for png in demos
+            )
+            + ".\n"
+        )
     return "\n".join(out)
 
 
@@ -306,7 +358,9 @@ def render() -> str:
             f"`tools/evaluate.py`: valence {grid['valence']} × arousal {grid['arousal']}, "
             f"{evaluation['seeds']} seeds each (a different key per seed), phrases of "
             f"{evaluation['bars']} bars in {evaluation['beats_per_bar']}/4, composed inline as in "
-            f"rehearsal; realism against {evaluation['reference_melodies']:,} held-out melodies.\n"
+            f"rehearsal; realism against {evaluation['reference_melodies']:,} held-out melodies"
+            + (f" of `{evaluation['dataset']}`" if "dataset" in evaluation else "")
+            + ".\n"
         )
         rows = []
         for label, key, fmt in (
@@ -390,6 +444,7 @@ def render() -> str:
         ".venv/bin/python tools/build_dataset.py\n"
         ".venv/bin/python tools/train.py\n"
         ".venv/bin/python tools/evaluate.py\n"
+        ".venv/bin/python tools/quadrant_demos.py\n"
         ".venv/bin/python -m tools.bench tokens --json /tmp/tokens.json\n"
         ".venv/bin/python -m tools.bench bar --json /tmp/bar.json\n"
         ".venv/bin/python -m tools.bench sweep --json /tmp/sweep.json   # needs a JACK server\n"
