@@ -210,9 +210,8 @@ class ClockMaster:
     A script is a list of steps: ("start",), ("stop",), ("continue",), ("spp", sixteenths),
     ("ticks", bpm, count) — with `jitter_s` each tick moves by a uniform random amount (seeded)
     and the tick numbers in `drop` are not sent at all (counted over the whole script). After
-    `wait()`, `sent` lists (perf_counter, message) of everything sent, `sent_frames` JACK's frame
-    estimate (`jack_frame_time`) at each send, and `ideal_tick_s` each sent tick's due time before
-    jitter.
+    `wait()`, `sent` lists (perf_counter, message) of everything sent and `ideal_tick_s` each
+    sent tick's due time before jitter.
     """
 
     def __init__(
@@ -234,7 +233,6 @@ class ClockMaster:
             raise AssertionError("the clock master process did not start")
         _, self.port, self.realtime = self._conn.recv()
         self.sent: list[tuple[float, bytes]] = []
-        self.sent_frames: list[int] = []
         self.ideal_tick_s: list[float] = []
         self._playing = False
 
@@ -246,9 +244,8 @@ class ClockMaster:
     def wait(self, timeout_s: float = 120.0) -> None:
         assert self._playing, "wait() before play()"
         assert self._conn.poll(timeout_s), "the clock master did not finish its script"
-        _, sent, frames, ideal = self._conn.recv()
+        _, sent, ideal = self._conn.recv()
         self.sent += sent
-        self.sent_frames += frames
         self.ideal_tick_s += ideal
         self._playing = False
 
@@ -267,7 +264,6 @@ def _master_main(conn, client_name: str, jitter_s: float, seed: int, rt_priority
     """The clock master's process: open the port, then play each script it is sent."""
     import random
 
-    import jack
     import rtmidi
 
     from livekomp.dispatch.child import set_realtime
@@ -275,10 +271,6 @@ def _master_main(conn, client_name: str, jitter_s: float, seed: int, rt_priority
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the test run ends it, not Ctrl-C
     midi_out = rtmidi.MidiOut(rtmidi.API_UNIX_JACK, name=client_name)
     midi_out.open_virtual_port("clock")
-    # A client of its own, never activated, only to read JACK's frame clock at each send: JACK
-    # loses frames and the MIDI sent in them together when a cycle stalls on a busy machine, so
-    # the receiver's frames can only be matched to what was sent in frames.
-    frames = jack.Client(f"{client_name}f", no_start_server=True)
     realtime, _ = set_realtime(rt_priority)  # after the port: JACK's own threads keep theirs
     conn.send(("ready", f"{client_name}:clock", realtime))
     jitter = random.Random(seed)
@@ -288,24 +280,20 @@ def _master_main(conn, client_name: str, jitter_s: float, seed: int, rt_priority
             if command == "close":
                 return
             script, drop = args
-            played = _play_script(midi_out, frames, script, drop, jitter, jitter_s)
-            conn.send(("done", *played))
+            conn.send(("done", *_play_script(midi_out, script, drop, jitter, jitter_s)))
     except EOFError:
         return  # the test process is gone
     finally:
         midi_out.delete()
-        frames.close()
 
 
-def _play_script(midi_out, frames, script, drop, jitter, jitter_s):
+def _play_script(midi_out, script, drop, jitter, jitter_s):
     sent: list[tuple[float, bytes]] = []
-    sent_frames: list[int] = []
     ideal: list[float] = []
 
     def send(data: bytes) -> None:
         midi_out.send_message(list(data))
         sent.append((time.perf_counter(), data))
-        sent_frames.append(frames.frame_time)
 
     tick_number = 0
     next_s = time.perf_counter() + 0.05
@@ -325,7 +313,7 @@ def _play_script(midi_out, frames, script, drop, jitter, jitter_s):
             send(bytes((0xF2, step[1] & 0x7F, step[1] >> 7)))
         else:
             send(bytes(({"start": 0xFA, "stop": 0xFC, "continue": 0xFB}[kind],)))
-    return sent, sent_frames, ideal
+    return sent, ideal
 
 
 def _sleep_until(due_s: float, spin_s: float = 200e-6) -> None:
@@ -439,13 +427,10 @@ def ticks_by_the_masters_log(
     sent: list[tuple[float, bytes]],
     dropped: frozenset[int] = frozenset(),
     *,
-    sent_frames: list[int] | None = None,
     frame_rate: int = 48_000,
 ) -> list[tuple[int, float]]:
     """(frame, song position in beats) of every tick a receiver heard while the master ran,
     numbered by what the master says it sent (`ClockMaster.sent`), not by the receiver's gaps.
-    With `sent_frames` (`ClockMaster.sent_frames`), heard frames are compared with the frames
-    the master sent in, else with its send times.
 
     A receiver on a busy machine loses ticks now and then (jack_midi_dump misses JACK cycles), and
     a tick held up by most of a period looks like a lost one in its gaps: counted from gaps, one
@@ -459,15 +444,6 @@ def ticks_by_the_masters_log(
     beat_at = dict(master_beats(sent, dropped))  # send times are distinct perf_counter readings
     sent_times = [t_s for t_s, data in sent if data[0] == 0xF8]
     positions = [beat_at.get(t_s) for t_s in sent_times]
-    if sent_frames is not None:
-        # JACK's frame clock loses the frames of a stalled cycle, and the MIDI sent in them with
-        # them: against send times such a loss is a slip of the frame clock as big as the ticks
-        # lost (invisible), against the frames they were sent in it is plain.
-        sent_times = [
-            frame / frame_rate
-            for frame, (_, data) in zip(sent_frames, sent, strict=True)
-            if data[0] == 0xF8
-        ]
     heard = [frame for frame, data in events if data[0] == 0xF8]
 
     def offset(i: int, j: int) -> float:
