@@ -36,6 +36,21 @@ class _Evaluating:
         self.model.train(self.was_training)
 
 
+def melody_logits(
+    model: nn.Module, steps: torch.Tensor, mood: torch.Tensor, metre: torch.Tensor
+) -> tuple[tuple[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Teacher-forced logits for each next note's fields, and the targets they predict.
+
+    steps (B, T+1, 3), padded -1; mood (B, T+1, 2); metre (B,). Returns the position, pitch and
+    duration logits, (B, T, V) each, and the targets steps[:, 1:] (B, T, 3), -1 past the end.
+    """
+    inputs, targets = steps[:, :-1].clamp_min(0), steps[:, 1:]  # (B, T, 3) each
+    past_k, past_v = model.empty_cache(steps.shape[0], steps.device)
+    hidden, _, _ = model.trunk(inputs, mood[:, 1:], metre, past_k, past_v)  # (B, T, D)
+    logits = model.heads(hidden, targets[..., 0].clamp_min(0), targets[..., 1].clamp_min(0))
+    return logits, targets
+
+
 def melody_scores(
     model: nn.Module, examples: MelodyExamples, size: int = 128
 ) -> dict[str, dict[str, float]]:
@@ -46,13 +61,12 @@ def melody_scores(
     totals = {name: [0.0, 0, 0] for name in FIELDS}  # nll sum, correct, count
     with _Evaluating(model):
         for start in range(0, len(examples), size):
-            steps = examples.steps[start : start + size]
-            mood = examples.mood[start : start + size]
-            metre = examples.metre[start : start + size]
-            inputs, targets = steps[:, :-1].clamp_min(0), steps[:, 1:]
-            past_k, past_v = model.empty_cache(steps.shape[0])
-            hidden, _, _ = model.trunk(inputs, mood[:, 1:], metre, past_k, past_v)
-            logits = model.heads(hidden, targets[..., 0].clamp_min(0), targets[..., 1].clamp_min(0))
+            logits, targets = melody_logits(
+                model,
+                examples.steps[start : start + size],
+                examples.mood[start : start + size],
+                examples.metre[start : start + size],
+            )
             for i, (name, field_logits) in enumerate(zip(FIELDS, logits, strict=True)):
                 target = targets[..., i]
                 valid = target >= 0
