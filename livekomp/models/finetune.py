@@ -8,11 +8,18 @@ at a bar instead. LoRA adapters train with peft on the melody model's attention 
 the groove predictor's linear layers; the base weights never change. After each epoch the
 held-out loss is measured and the best epoch's adapter is the one saved, so a small folder cannot
 overfit past its best. The card records the held-out loss of the base and of the adapted model.
+
+A few tunes can teach a model to say a few things over and over, so training is pulled toward the
+base: the loss adds KL(base ‖ styled) on the training contexts, weighted as if the base's own
+predictions were `base_prior_notes` more notes of the folder (`kl_weight`). A small folder (below
+SMALL_FILES files or SMALL_NOTES melody notes) is named in a warning — on the log, in style.json
+and on the card — and trains fewer passes (`default_epochs`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import time
@@ -24,19 +31,45 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from livekomp import __version__
 from livekomp.models import checkpoint, data, lora, midi_import, proxy
+from livekomp.models.groove import step_mask
 from livekomp.models.runtime import pick_device
-from livekomp.models.scores import batches, groove_loss, groove_scores, melody_scores
+from livekomp.models.scores import (
+    batches,
+    groove_loss,
+    groove_scores,
+    melody_logits,
+    melody_scores,
+)
+
+log = logging.getLogger("livekomp.finetune")
 
 TARGETS = {"melody": ("melody",), "groove": ("groove",), "both": ("melody", "groove")}
 MIN_HELD_OUT_BARS = 4
-# With no --epochs, each model trains for about this many optimizer steps, within EPOCH_RANGE
-# epochs: a folder of a dozen songs makes one batch an epoch, a large one dozens. The best epoch on
-# the held-out files is the one kept, so the upper end cannot overfit past it.
-MIN_STEPS = 300
-EPOCH_RANGE = (8, 60)
+# A folder is small below either figure, and fine-tuning says so (log, style.json, CARD.md): below
+# SMALL_FILES the held-out share (15 %) rounds to one file, so early stopping rests on a single
+# tune; below SMALL_NOTES melody notes (about eight 16-bar tunes in eighths) the pull toward the
+# base (below) weighs more than 0.3 a note, so it holds the style back noticeably, and a folder
+# that small is where styles collapsed before there was a pull.
+SMALL_FILES = 10
+SMALL_NOTES = 1000
+# With no --epochs, a model trains FULL_EPOCHS passes over its training examples, but no more than
+# make about FULL_STEPS optimizer steps (a large folder makes many batches an epoch); a small
+# folder trains SMALL_EPOCHS passes. Measured on three files of tools/style_corpus: the held-out
+# loss bottoms out after 22–33 passes (with and without the pull to the base), so the passes after
+# ~40 were thrown away by early stopping and only cost time; at 15–30 passes with the pull the
+# style was too weak to pass tools/style_check. See `default_epochs`.
+FULL_EPOCHS = 60
+SMALL_EPOCHS = 40
+FULL_STEPS = 300
+# The pull toward the base: the base models count as this many notes of evidence, so the loss
+# per note adds KL(base ‖ styled) × BASE_PRIOR_NOTES / (the folder's training notes). Three
+# files of 128 notes (two to train on) get a weight of about 1, a folder of 100 songs a weight
+# of 0.02. See `_melody_loss` and `kl_weight`.
+BASE_PRIOR_NOTES = 250
 
 
 class FinetuneError(Exception):
@@ -50,7 +83,7 @@ class FinetuneOptions:
     target: str = "both"  # melody | groove | both
     rank: int = 8
     alpha: float = 16.0
-    epochs: int | None = None  # None: enough for about MIN_STEPS optimizer steps (see below)
+    epochs: int | None = None  # None: `default_epochs`
     device: str = "cpu"
     track: str | None = None  # the melody's track (name or index); None: the busiest
     seed: int = 0
@@ -59,6 +92,7 @@ class FinetuneOptions:
     dropout: float = 0.05
     holdout: float = 0.15
     force: bool = False  # replace an adapter of the same name
+    base_prior_notes: float = BASE_PRIOR_NOTES  # the pull toward the base; 0: none
 
 
 def _split_at_bar(record: dict, bar: int) -> tuple[dict, dict]:
@@ -108,12 +142,156 @@ def _held_out_score(kind: str, model: torch.nn.Module, examples) -> dict[str, An
     return {"loss": scores["onset_bce"] + 0.5 * scores["accent_mse"], **scores}
 
 
-def _batch_loss(kind: str, model: torch.nn.Module, examples, index: torch.Tensor) -> torch.Tensor:
-    if kind == "melody":
-        loss, _ = model(examples.steps[index], examples.mood[index], examples.metre[index])
-        return loss
+def categorical_kl(base_logits: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Mean KL(base ‖ styled) over rows of categorical logits (N, V), in nats."""
+    return F.kl_div(
+        F.log_softmax(logits, -1),
+        F.log_softmax(base_logits, -1),
+        log_target=True,
+        reduction="batchmean",
+    )
+
+
+def _melody_loss(
+    model: torch.nn.Module, base: torch.nn.Module, examples, index: torch.Tensor, weight: float
+) -> torch.Tensor:
+    """The folder's negative log-likelihood per note, summed over the three fields, plus
+    `weight` × KL(base ‖ styled) of each field's distribution on the same contexts.
+
+    KL in that direction is the cross-entropy of the styled model against the base's own
+    predictions, so the loss is the cross-entropy against a mixture target: the folder's note
+    with weight 1, the base's distribution with weight `weight`. Its optimum keeps a share
+    weight / (1 + weight) of the base's probability on everything the base would play, so a few
+    tunes cannot squeeze the model onto their few pitches; where the folder and the base agree
+    it costs nothing.
+    """
+    steps, mood, metre = examples.steps[index], examples.mood[index], examples.metre[index]
+    logits, targets = melody_logits(model, steps, mood, metre)  # (B, T, V) each; (B, T, 3)
+    valid = targets[..., 0] >= 0  # (B, T): a note to predict, not padding
+    loss = sum(
+        F.cross_entropy(field[valid], targets[..., i][valid]) for i, field in enumerate(logits)
+    )
+    if weight:
+        with torch.no_grad():
+            base_logits, _ = melody_logits(base, steps, mood, metre)
+        loss = loss + weight * sum(
+            categorical_kl(b[valid], field[valid])
+            for b, field in zip(base_logits, logits, strict=True)
+        )
+    return loss
+
+
+def _groove_loss(
+    model: torch.nn.Module, base: torch.nn.Module, examples, index: torch.Tensor, weight: float
+) -> torch.Tensor:
+    """Onset cross-entropy + 0.5 × accent squared error, plus `weight` × the same pull to the
+    base as the melody's: KL(base ‖ styled) of each step's onset (a Bernoulli), and the accent's
+    squared distance to the base's (a unit Gaussian's KL, so also × 0.5) where the base expects
+    a note."""
     bce, mse = groove_loss(model, examples, index)
-    return bce + 0.5 * mse
+    loss = bce + 0.5 * mse
+    if not weight:
+        return loss
+    inputs = (examples.mood[index], examples.metre[index], examples.previous[index])
+    onset_logits, accents = model(*inputs)  # (B, STEPS) each
+    with torch.no_grad():
+        base_logits, base_accents = base(*inputs)
+        onset_base = torch.sigmoid(base_logits)
+    inside = step_mask(examples.bar_steps[index])  # (B, STEPS)
+
+    def cross_entropy(logits: torch.Tensor) -> torch.Tensor:
+        return F.binary_cross_entropy_with_logits(logits, onset_base, reduction="none")
+
+    onset_kl = (cross_entropy(onset_logits) - cross_entropy(base_logits))[inside].mean()
+    expected = onset_base * inside
+    accent_gap = (expected * (accents - base_accents) ** 2).sum() / expected.sum().clamp_min(1e-6)
+    return loss + weight * (onset_kl + 0.5 * accent_gap)
+
+
+def _batch_loss(
+    kind: str,
+    model: torch.nn.Module,
+    base: torch.nn.Module,
+    examples,
+    index: torch.Tensor,
+    weight: float,
+) -> torch.Tensor:
+    if kind == "melody":
+        return _melody_loss(model, base, examples, index, weight)
+    return _groove_loss(model, base, examples, index, weight)
+
+
+def default_epochs(small: bool, batches_per_epoch: int) -> int:
+    """Epochs with no --epochs: FULL_EPOCHS passes (SMALL_EPOCHS for a small folder), but no
+    more than make about FULL_STEPS optimizer steps."""
+    passes = SMALL_EPOCHS if small else FULL_EPOCHS
+    return max(1, min(passes, -(-FULL_STEPS // batches_per_epoch)))
+
+
+def kl_weight(base_prior_notes: float, train_notes: int) -> float:
+    """The weight of KL(base ‖ styled) per note: the base's pseudo-notes over the folder's.
+
+    Maximising the folder's likelihood under a prior that counts the base's predictions as
+    `base_prior_notes` observed notes gives, per training note, the negative log-likelihood plus
+    KL(base ‖ styled) × base_prior_notes / train_notes: the fewer notes the folder has, the more
+    the base's say; a large folder barely feels it.
+    """
+    return base_prior_notes / max(1, train_notes)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the folder's size decides: the warning, the epochs, the pull toward the base."""
+
+    files: int
+    notes: int
+    bars: int
+    train_notes: int
+    options: FinetuneOptions
+
+    @property
+    def small(self) -> bool:
+        return self.files < SMALL_FILES or self.notes < SMALL_NOTES
+
+    @property
+    def kl_weight(self) -> float:
+        return kl_weight(self.options.base_prior_notes, self.train_notes)
+
+    def epochs(self, batches_per_epoch: int) -> int:
+        return self.options.epochs or default_epochs(self.small, batches_per_epoch)
+
+    def warning(self) -> str | None:
+        """For a small folder: its size against both thresholds, and what training does about
+        it; None for a folder of a fair size."""
+        if not self.small:
+            return None
+        if self.options.epochs:
+            length = f"--epochs {self.options.epochs} as given"
+        else:
+            length = f"{SMALL_EPOCHS} passes instead of {FULL_EPOCHS}"
+        if self.options.base_prior_notes:
+            pull = (
+                f"held to the base models as if their predictions were "
+                f"{self.options.base_prior_notes:g} more notes (KL weight {self.kl_weight:.2f})"
+            )
+        else:
+            pull = "NOT held to the base models (--base-prior 0)"
+        return (
+            f"small folder: {self.files} file(s), {self.notes} melody notes in {self.bars} bars, "
+            f"where a style needs at least {SMALL_FILES} files and {SMALL_NOTES:,} melody notes; "
+            f"training {length}, {pull}; add music for a stronger, safer style"
+        )
+
+
+def plan(options: FinetuneOptions, train: list[dict], held: list[dict]) -> Plan:
+    records = train + held
+    return Plan(
+        files=len({r["work"] for r in records}),
+        notes=sum(len(r["notes"]) for r in records),
+        bars=sum(len(r["bar_ticks"]) for r in records),
+        train_notes=sum(len(r["notes"]) for r in train),
+        options=options,
+    )
 
 
 def _to(examples, device: str):
@@ -127,7 +305,7 @@ def _train_one(
     base: torch.nn.Module,
     train,
     held,
-    options: FinetuneOptions,
+    folder_plan: Plan,
     device: str,
     progress: bool,
 ) -> tuple[Any, dict[str, Any]]:
@@ -135,13 +313,16 @@ def _train_one(
     from peft import get_peft_model_state_dict, set_peft_model_state_dict
     from tqdm import tqdm
 
+    options = folder_plan.options
     torch.manual_seed(options.seed)
     peft_model = lora.attach(base, kind, options.rank, options.alpha, options.dropout).to(device)
     model = lora.inner(peft_model)
+    base = base.to(device).eval()
     parameters = [p for p in peft_model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=options.learning_rate, weight_decay=0.0)
     per_epoch = math.ceil(len(train) / options.batch)
-    epochs = options.epochs or min(EPOCH_RANGE[1], max(EPOCH_RANGE[0], -(-MIN_STEPS // per_epoch)))
+    epochs = folder_plan.epochs(per_epoch)
+    weight = folder_plan.kl_weight
     total = per_epoch * epochs
     warmup = max(1, min(20, total // 10))
 
@@ -166,7 +347,7 @@ def _train_one(
         for index in batches(len(train), options.batch, generator):
             for group in optimizer.param_groups:
                 group["lr"] = lr_at(step)
-            loss = _batch_loss(kind, model, train, index.to(device))
+            loss = _batch_loss(kind, model, base, train, index.to(device), weight)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(parameters, 1.0)
@@ -193,9 +374,12 @@ def _train_one(
     return peft_model, {
         "examples": {"train": len(train), "held_out": len(held)},
         "epochs": epochs,
+        "epochs_chosen_by": "--epochs" if options.epochs else "default_epochs",
         "steps": step,
         "batch": options.batch,
         "learning_rate": options.learning_rate,
+        "base_prior_notes": options.base_prior_notes,
+        "kl_weight": round(weight, 5),
         "seconds": round(seconds, 2),
         "train_notes_seen": notes * epochs if notes is not None else None,
         "trainable_parameters": lora.trainable_parameters(peft_model),
@@ -206,12 +390,12 @@ def _train_one(
 
 
 def _describe_data(
-    options: FinetuneOptions, train: list[dict], held: list[dict], skipped: list[str]
+    folder_plan: Plan, train: list[dict], held: list[dict], skipped: list[str]
 ) -> dict[str, Any]:
     records = train + held
     return {
-        "folder": str(options.midi),
-        "track": options.track,
+        "folder": str(folder_plan.options.midi),
+        "track": folder_plan.options.track,
         "files_used": sorted({r["work"] for r in records}),
         "files_skipped": skipped,
         "train": [r["id"] for r in train],
@@ -222,6 +406,8 @@ def _describe_data(
             "sidecar": sum(1 for r in records if "mood" in r),
             "proxy": sum(1 for r in records if "mood" not in r),
         },
+        "small_folder": folder_plan.warning(),
+        "small_below": {"files": SMALL_FILES, "notes": SMALL_NOTES},
     }
 
 
@@ -243,6 +429,8 @@ def finetune(
         or (options.epochs is not None and options.epochs < 1)
     ):
         raise FinetuneError("--rank and --epochs must be at least 1, --alpha above 0")
+    if not math.isfinite(options.base_prior_notes) or options.base_prior_notes < 0:
+        raise FinetuneError(f"--base-prior must be 0 or more, got {options.base_prior_notes:g}")
     destination = adapters_dir / options.name
     if destination.exists() and not options.force:
         raise FinetuneError(f"{destination} exists; pass --force to replace it")
@@ -259,12 +447,16 @@ def finetune(
         f"{len(records)} file(s), {sum(len(r['notes']) for r in records)} melody notes; "
         f"{len(held_records)} held out"
     )
+    folder_plan = plan(options, train_records, held_records)
+    warning = folder_plan.warning()
+    if warning:
+        log.warning("%s", warning)
     folder = adapters_dir / f".{options.name}.partial"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     try:
         description = _train_and_save(
-            options,
+            folder_plan,
             checkpoints_dir,
             stats,
             train_records,
@@ -274,7 +466,7 @@ def finetune(
             progress,
             say,
         )
-        description["data"] = _describe_data(options, train_records, held_records, skipped)
+        description["data"] = _describe_data(folder_plan, train_records, held_records, skipped)
         (folder / lora.STYLE_FILE).write_text(json.dumps(description, indent=2) + "\n")
         (folder / lora.CARD_FILE).write_text(card(description))
         if destination.exists():
@@ -286,7 +478,7 @@ def finetune(
 
 
 def _train_and_save(
-    options: FinetuneOptions,
+    folder_plan: Plan,
     checkpoints_dir: Path,
     stats: proxy.ProxyStats,
     train_records: list[dict],
@@ -301,6 +493,7 @@ def _train_and_save(
     With --target both, a model the folder gives no examples for (a groove needs bars on the
     sixteenth grid; triplet-only music has none) is left out with a line, and the other trains.
     """
+    options = folder_plan.options
     description: dict[str, Any] = {
         "format": lora.FORMAT,
         "name": options.name,
@@ -309,6 +502,7 @@ def _train_and_save(
         "alpha": options.alpha,
         "dropout": options.dropout,
         "seed": options.seed,
+        "base_prior_notes": options.base_prior_notes,
         "base": {},
         "files": {},
         "bytes": {},
@@ -331,7 +525,7 @@ def _train_and_save(
             say(f"{problem}; the {kind} model stays as it is")
             continue
         peft_model, measured = _train_one(
-            kind, base, _to(train, device), _to(held, device), options, device, progress
+            kind, base, _to(train, device), _to(held, device), folder_plan, device, progress
         )
         if measured["best_epoch"] == 0:
             say(
@@ -360,6 +554,8 @@ def card(description: dict[str, Any]) -> str:
         "",
     ]
     data_facts = description.get("data")
+    if data_facts and data_facts.get("small_folder"):
+        lines += ["## Warning: a small folder", "", data_facts["small_folder"] + ".", ""]
     if data_facts:
         lines += [
             "## Data",
@@ -376,22 +572,28 @@ def card(description: dict[str, Any]) -> str:
     lines += [
         "## Training and held-out loss",
         "",
-        "| model | trainable parameters | steps | seconds | best epoch | base | adapted |",
-        "|---|---|---|---|---|---|---|",
+        "| model | trainable parameters | epochs | steps | KL weight | seconds | best epoch | "
+        "base | adapted |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for kind, facts in description["training"].items():
         held = facts["held_out"]
         lines.append(
-            f"| {kind} | {facts['trainable_parameters']:,} | {facts['steps']} | "
-            f"{facts['seconds']:.1f} | {facts['best_epoch']} | {held['base']['loss']:.4f} | "
-            f"{held['adapted']['loss']:.4f} |"
+            f"| {kind} | {facts['trainable_parameters']:,} | {facts['epochs']} | "
+            f"{facts['steps']} | {facts.get('kl_weight', 0):.3f} | {facts['seconds']:.1f} | "
+            f"{facts['best_epoch']} | {held['base']['loss']:.4f} | {held['adapted']['loss']:.4f} |"
         )
     lines += [
         "",
         "Loss: the melody's is the negative log-likelihood per note (nats), summed over its "
         "position, pitch and duration; the groove's is onset cross-entropy + 0.5 × accent squared "
-        "error. The adapter saved is the best epoch's on the held-out files, so the adapted "
-        "figure is also what chose it.",
+        "error. Training adds KL(base ‖ styled) on the training contexts, times the weight shown "
+        f"(the base counted as {description.get('base_prior_notes', 0):g} notes of evidence, over "
+        "the folder's "
+        "training notes), so the style keeps the base's range where the folder says little. "
+        "The adapter saved "
+        "is the best epoch's on the held-out files (by the loss above, without the KL term), so "
+        "the adapted figure is also what chose it.",
         "",
         "Base weights (SHA-256): "
         + ", ".join(f"{kind} `{sha[:16]}`" for kind, sha in description["base"].items())

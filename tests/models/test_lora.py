@@ -30,6 +30,7 @@ from livekomp.music.drums import Drum
 from livekomp.music.phrase import BarRequest, Part
 from livekomp.rehearsal import rehearse
 from tests.models.conftest import tiny_models
+from tools import style_check
 from tools.style_corpus import DOTTED, TONIC, TRIPLETS, pentatonic_share, write_corpus
 
 BASE = checkpoint.DEFAULT_DIR
@@ -74,6 +75,7 @@ def test_fine_tuning_writes_the_adapter_and_its_card(trained):
         assert info.base_sha(kind) == base_sha(kind)
     facts = info.description
     assert len(facts["data"]["files_used"]) == 14
+    assert facts["data"]["small_folder"] is None, "14 tunes, 1,792 notes: not a small folder"
     assert facts["data"]["held_out"], "whole files are held out"
     assert not set(facts["data"]["held_out"]) & set(facts["data"]["train"])
     # The unreadable file is skipped with a line that names it; the good ones still train.
@@ -182,6 +184,17 @@ def test_the_styles_groove_is_heard_in_the_drums(trained):
     assert share("penta", hats, dotted) > share("base", hats, dotted) + 0.15
     assert share("penta", {Drum.KICK}, lambda step: step % 4 == 0) == 1.0
     assert hits["penta"] != hits["base"]
+
+
+def test_the_style_passes_the_style_check(trained):
+    """Composed in the folder's moods, the style's pitch-class and interval histograms are at
+    most half as far from the folder's as the base's, and its pitch entropy is kept."""
+    info, corpus, _ = trained
+    folder = style_check.read_folder(corpus, BASE)
+    verdict = style_check.check_composed(
+        "penta", folder, BASE, info.folder.parent, bars=24, seeds=(1, 2)
+    )
+    assert verdict.ok, verdict.as_dict()
 
 
 def test_merged_and_unmerged_adapters_agree(trained):
