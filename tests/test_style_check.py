@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from tools import style_check
-from tools.style_corpus import TONIC, tune
+from tools.style_corpus import TONIC, tune, write_corpus
 
 
 def pentatonic(seed: int, tunes: int = 3) -> list[style_check.Melody]:
@@ -70,3 +70,14 @@ def test_the_reported_collapse_fails_on_entropy():
     verdict = style_check.judge(pentatonic(1), collapsed(), chromatic(3))
     assert not verdict.checks["entropy_kept"]
     assert not verdict.ok
+
+
+def test_the_tool_names_a_style_it_cannot_load_in_one_line(tmp_path, capsys):
+    corpus = write_corpus(tmp_path / "midi", songs=1)
+    argv = ["nope", "--midi", str(corpus), "--adapters", str(tmp_path / "adapters")]
+    assert style_check.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        f"style_check: error: style 'nope': no adapter folder {tmp_path / 'adapters' / 'nope'}"
+    ]
+    assert captured.out == ""
