@@ -12,8 +12,16 @@ read them (`midi_import`: the highest voice of the busiest track):
 - pitch classes above the tonic, and melodic intervals in semitones (pooled beyond an octave):
   Jensen–Shannon divergence to the folder's histogram, in bits (0 same, 1 disjoint). The style
   passes each when its divergence is at most `JS_SHARE` (half) of the base's;
-- pitch entropy, in bits over MIDI pitches: at least `ENTROPY_SHARE` (80 %) of the folder's own,
-  so a style that "moved" by collapsing onto a few pitches fails.
+- pitch-class entropy, in bits: at least `ENTROPY_SHARE` (80 %) of the folder's own, so a style
+  that "moved" by collapsing onto a few pitches fails. Pitch classes, not MIDI pitches: the
+  composer sets the melody's register by arousal (two octaves), whatever the folder's range, so
+  an entropy over MIDI pitches would fail the base and every style alike on a wide folder. (It is
+  reported too, as `pitch_entropy_bits`.)
+
+Everything is in the folder's most common key: the composer plays in one key, and key finding
+on a folder's tunes wavers between relatives (a D pentatonic tune is read as D major, B minor or
+A major), so each tune's own tonic would smear the folder's histogram with pitch classes it
+never plays.
 
 The exit status is 0 when the composed melody passes, 1 when it does not, 2 when the check
 cannot run. Two more views are reported, not judged: `model_alone`, the melody models sampled
@@ -78,6 +86,10 @@ class Shape:
     def pitch_entropy_bits(self) -> float:
         return entropy_bits(self.pitches)
 
+    @property
+    def pitch_class_entropy_bits(self) -> float:
+        return entropy_bits(self.pitch_classes)
+
 
 def shape(melodies: Iterable[Melody]) -> Shape:
     pitch_classes: Counter = Counter()
@@ -110,7 +122,10 @@ class Verdict:
             <= JS_SHARE * self.divergence(field, "base")
             for field in ("pitch_classes", "intervals")
         }
-        kept = self.style.pitch_entropy_bits >= ENTROPY_SHARE * self.folder.pitch_entropy_bits
+        kept = (
+            self.style.pitch_class_entropy_bits
+            >= ENTROPY_SHARE * self.folder.pitch_class_entropy_bits
+        )
         return {**moved, "entropy_kept": kept}
 
     @property
@@ -126,6 +141,10 @@ class Verdict:
                     who: round(self.divergence(field, who), 4) for who in ("style", "base")
                 }
                 for field in ("pitch_classes", "intervals")
+            },
+            "pitch_class_entropy_bits": {
+                who: round(getattr(self, who).pitch_class_entropy_bits, 3)
+                for who in ("folder", "style", "base")
             },
             "pitch_entropy_bits": {
                 who: round(getattr(self, who).pitch_entropy_bits, 3)
@@ -172,10 +191,11 @@ def read_folder(midi: Path, checkpoints: Path, track: str | None = None) -> Fold
         for ticks in record["bar_ticks"]:
             if ticks % tokens.TICKS_PER_QUARTER == 0:
                 bar_beats[ticks // tokens.TICKS_PER_QUARTER] += 1
+    tonic = tonics.most_common(1)[0][0]
     return Folder(
-        melodies=[(r["tonic"], [n[2] for n in r["notes"]]) for r in records],
+        melodies=[(tonic, [n[2] for n in r["notes"]]) for r in records],
         moods=moods,
-        tonic=tonics.most_common(1)[0][0],
+        tonic=tonic,
         beats_per_bar=bar_beats.most_common(1)[0][0] if bar_beats else 4,
     )
 

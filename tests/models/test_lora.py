@@ -188,7 +188,7 @@ def test_the_styles_groove_is_heard_in_the_drums(trained):
 
 def test_the_style_passes_the_style_check(trained):
     """Composed in the folder's moods, the style's pitch-class and interval histograms are at
-    most half as far from the folder's as the base's, and its pitch entropy is kept."""
+    most half as far from the folder's as the base's, and its pitch-class entropy is kept."""
     info, corpus, _ = trained
     folder = style_check.read_folder(corpus, BASE)
     verdict = style_check.check_composed(
