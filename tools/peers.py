@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -139,8 +140,14 @@ class MidiDump:
     def __init__(self, tmp_path: Path, name: str) -> None:
         self.name = name
         self.path = tmp_path / f"{name}.txt"
-        memory = MEMORY_DIR.is_dir() and os.access(MEMORY_DIR, os.W_OK)
-        self._live = MEMORY_DIR / f"livekomp-{name}-{os.getpid()}.txt" if memory else self.path
+        if MEMORY_DIR.is_dir() and os.access(MEMORY_DIR, os.W_OK):
+            handle, live = tempfile.mkstemp(
+                prefix=f"livekomp-{name}-", suffix=".txt", dir=MEMORY_DIR
+            )
+            os.close(handle)
+            self._live = Path(live)
+        else:
+            self._live = self.path
         self._out = self._live.open("w")
         self.process = subprocess.Popen(
             ["stdbuf", "-oL", "jack_midi_dump", "-a", name],
@@ -178,12 +185,16 @@ class MidiDump:
         return events
 
     def close(self) -> None:
+        """Stop the dump and keep its output at `path` (again: nothing more to do)."""
+        if self._out.closed:
+            return
         self.process.terminate()
         self.process.wait(timeout=10)
         self._out.close()
         if self._live != self.path:
             self.path.write_bytes(self._live.read_bytes())
             self._live.unlink()
+            self._live = self.path
 
 
 def connect(source: str, destination: str) -> None:
