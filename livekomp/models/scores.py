@@ -50,7 +50,7 @@ def melody_scores(
             mood = examples.mood[start : start + size]
             metre = examples.metre[start : start + size]
             inputs, targets = steps[:, :-1].clamp_min(0), steps[:, 1:]
-            past_k, past_v = model.empty_cache(steps.shape[0])
+            past_k, past_v = model.empty_cache(steps.shape[0], steps.device)
             hidden, _, _ = model.trunk(inputs, mood[:, 1:], metre, past_k, past_v)
             logits = model.heads(hidden, targets[..., 0].clamp_min(0), targets[..., 1].clamp_min(0))
             for i, (name, field_logits) in enumerate(zip(FIELDS, logits, strict=True)):
