@@ -177,7 +177,7 @@ def train_melody(args, splits, stats, out: Path, state_dir: Path, ranks: Ranks) 
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.melody_lr, weight_decay=0.05)
     saver = Resumable("melody", state_dir)
     generator = torch.Generator().manual_seed(args.seed)
-    epoch, step, seconds, history = 0, 0, 0.0, []
+    epoch, step, seconds, history, seen = 0, 0, 0.0, [], 0
     saved = ranks.share(saver.load() if args.resume and ranks.main else None)
     if saved:
         model.load_state_dict(saved["model"])
@@ -189,6 +189,7 @@ def train_melody(args, splits, stats, out: Path, state_dir: Path, ranks: Ranks) 
             saved["history"],
         )
         generator.set_state(saved["generator"])
+        seen = saved.get("samples_seen", 0)
         say(f"melody: resumed at epoch {epoch}, step {step}, {seconds / 60:.1f} min", flush=True)
     budget_s = args.melody_minutes * 60
     per_epoch = math.ceil(len(train) / args.batch)
@@ -221,6 +222,7 @@ def train_melody(args, splits, stats, out: Path, state_dir: Path, ranks: Ranks) 
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             optimizer.step()
             step += 1
+            seen += len(index)
             bar.set_postfix(loss=f"{loss.item():.3f}", pitch=f"{parts['pitch'].item():.3f}")
             # Rank 0's clock decides, so that every rank stops after the same step.
             if ranks.agree(seconds + time.perf_counter() - started > budget_s):
@@ -240,6 +242,7 @@ def train_melody(args, splits, stats, out: Path, state_dir: Path, ranks: Ranks) 
                     "seconds": seconds,
                     "history": history,
                     "generator": generator.get_state(),
+                    "samples_seen": seen,
                 }
             )
         ranks.wait()
@@ -249,6 +252,8 @@ def train_melody(args, splits, stats, out: Path, state_dir: Path, ranks: Ranks) 
         "train_windows": len(train),
         "epochs": epoch,
         "steps": step,
+        "batch": args.batch,
+        "samples_seen": seen,
         "train_minutes": round(seconds / 60, 2),
         "history": history,
         "test": melody_scores(model, on(ranks.device, test)),
@@ -277,7 +282,7 @@ def train_harmony(args, splits, stats, out: Path, state_dir: Path, ranks: Ranks)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
     generator = torch.Generator().manual_seed(args.seed)
     started = time.perf_counter()
-    best, best_state, history = -1.0, None, []
+    best, best_state, history, seen = -1.0, None, [], 0
     on_device = on(ranks.device, train)
 
     @torch.no_grad()
@@ -301,6 +306,7 @@ def train_harmony(args, splits, stats, out: Path, state_dir: Path, ranks: Ranks)
             optimizer.zero_grad(set_to_none=True)
             ranks.weigh(loss, len(mine), len(index)).backward()
             optimizer.step()
+            seen += len(index)
         if ranks.main:
             acc, nll = accuracy(valid)
             history.append({"epoch": epoch + 1, "valid_accuracy": acc, "valid_nll": nll})
@@ -324,6 +330,9 @@ def train_harmony(args, splits, stats, out: Path, state_dir: Path, ranks: Ranks)
     result = {
         "train_half_bars": len(train),
         "chord_classes": CHORD_CLASSES,
+        "epochs": args.harmony_epochs,
+        "batch": args.harmony_batch,
+        "samples_seen": seen,
         "train_minutes": round((time.perf_counter() - started) / 60, 2),
         "best_valid_accuracy": best,
         "test_accuracy": test_acc,
@@ -357,7 +366,7 @@ def train_groove(args, splits, stats, out: Path, state_dir: Path, ranks: Ranks) 
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.01)
     generator = torch.Generator().manual_seed(args.seed)
     started = time.perf_counter()
-    history = []
+    history, seen = [], 0
 
     for epoch in tqdm(range(args.groove_epochs), desc="groove", disable=not ranks.main):
         for index in batches(len(train), args.groove_batch, generator):
@@ -371,6 +380,7 @@ def train_groove(args, splits, stats, out: Path, state_dir: Path, ranks: Ranks) 
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            seen += len(index)
         if ranks.main:
             history.append(
                 {"epoch": epoch + 1, "valid": groove_scores(model, on(ranks.device, valid))}
@@ -396,6 +406,9 @@ def train_groove(args, splits, stats, out: Path, state_dir: Path, ranks: Ranks) 
     }
     result = {
         "train_bars": len(train),
+        "epochs": args.groove_epochs,
+        "batch": args.groove_batch,
+        "samples_seen": seen,
         "train_minutes": round((time.perf_counter() - started) / 60, 2),
         "test": groove_scores(model, on(ranks.device, test)),
         "baseline_test": baseline,
@@ -524,6 +537,7 @@ def train(args: argparse.Namespace, ranks: Ranks) -> int:
         if ranks.main:
             metrics[kind] = result
             metrics[kind]["processes"] = ranks.world
+            metrics[kind]["threads"] = torch.get_num_threads()  # each process's
             metrics[kind]["wall_minutes"] = round((time.perf_counter() - started) / 60, 2)
             metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
             print(f"{kind}: done in {metrics[kind]['wall_minutes']} min", flush=True)
