@@ -18,10 +18,12 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import torch.distributed as dist
 
 from livekomp.models import checkpoint
 from tools import train
+from tools.distributed import Ranks
 
 REPO = Path(__file__).resolve().parents[2]
 KINDS = ("harmony", "groove", "melody")
@@ -126,8 +128,6 @@ def held_out(out: Path) -> dict[str, float]:
 
 
 def run_one_process(dataset: Path, out: Path, seed: int) -> dict[str, float]:
-    import torch
-
     threads = torch.get_num_threads()
     try:
         assert train.main(arguments(dataset, out, seed)) == 0
@@ -166,3 +166,23 @@ def test_two_processes_learn_what_one_does(tmp_path: Path):
         description = checkpoint.read_description(kind, tmp_path / "two")
         assert description["config"] == model.config.as_dict()
         assert description["training"]["history"]
+
+
+@pytest.mark.parametrize("world", [1, 2, 3])
+def test_the_ranks_shards_are_disjoint_and_cover_each_batch(world: int):
+    batch = torch.randperm(11)
+    shards = [Ranks(rank=r, world=world).shard(batch) for r in range(world)]
+    assert sorted(torch.cat(shards).tolist()) == list(range(11))
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+
+
+@pytest.mark.parametrize("size", [7, 2])  # with 2 samples on 3 ranks, one rank has none
+def test_weighed_rank_means_average_to_the_whole_batch_mean(size: int):
+    losses = torch.rand(size, dtype=torch.float64)
+    world = 3
+    weighed = []
+    for rank in range(world):
+        mine = Ranks(rank=rank, world=world).shard(torch.arange(size))
+        weighed.append(Ranks(rank=rank, world=world).weigh(losses[mine].mean(), len(mine), size))
+    # DistributedDataParallel averages the ranks' gradients, as this averages their losses.
+    torch.testing.assert_close(sum(weighed) / world, losses.mean())
