@@ -121,6 +121,10 @@ def arrangement_section(evaluation: dict) -> str:
     return "\n".join(out)
 
 
+# Which benchmark wrote a JSON file, by a key only its result has; anything else is `bar`.
+BENCH_KINDS = (("kv_cache_torch", "tokens"), ("xy_messages", "sweep"), ("runs", "training"))
+
+
 def load(path: Path) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
@@ -138,6 +142,62 @@ def table(header: list[str], rows: list[list[object]]) -> str:
 def size_kb(name: str) -> str:
     path = CHECKPOINTS / f"{name}.safetensors"
     return f"{path.stat().st_size / 1024:,.0f} KB" if path.is_file() else "—"
+
+
+def held_out_text(kind: str, figures: dict) -> str:
+    if kind == "harmony":
+        return f"NLL {figures['test_nll']:.3f}, accuracy {pct(figures['test_accuracy'])}"
+    if kind == "groove":
+        return (
+            f"onset BCE {figures['test_onset_bce']:.4f}, "
+            f"accent MSE {figures['test_accent_mse']:.4f}"
+        )
+    return (
+        f"pitch NLL {figures['test_pitch_nll']:.3f}, position {figures['test_position_nll']:.3f}, "
+        f"duration {figures['test_duration_nll']:.3f}; pitch accuracy "
+        f"{pct(figures['test_pitch_accuracy'])}"
+    )
+
+
+def processes_section(training: dict) -> str:
+    """One process against several under torchrun (`python -m tools.bench training`)."""
+    runs = training["runs"]
+    many = training["processes"][-1]
+    loads = [load for run in runs for load in run["load_average"]]
+    out = [
+        "## Training on several processes\n",
+        "`tools/train.py` also runs under torchrun (`torchrun --standalone --nproc_per_node=N "
+        "tools/train.py …`): each process takes 1/N of every batch and DistributedDataParallel "
+        "averages the gradients (gloo on the CPU, NCCL with a GPU per process), so one step sees "
+        "the samples one process would; rank 0 evaluates and writes the same checkpoint files. "
+        f"`python -m tools.bench training` ran it as one process and as {many}, with the same "
+        f"dataset and arguments, on this machine's {training['cpu_count']} cores while other "
+        f"work shared them (load average {min(loads):.1f}–{max(loads):.1f}):\n",
+    ]
+    rows = []
+    for kind in runs[0]["models"]:
+        for run in runs:
+            figures = run["models"][kind]
+            rows.append(
+                [
+                    kind,
+                    figures["processes"],
+                    figures["threads"],
+                    f"{figures['samples_seen']:,}",
+                    held_out_text(kind, figures),
+                    f"{figures['train_minutes']:.2f}",
+                    f"{figures['wall_minutes']:.2f}",
+                ]
+            )
+    header = ["model", "processes", "threads each", "samples seen", "held-out (test)"]
+    out.append(table([*header, "training min", "wall min"], rows) + "\n")
+    out.append(
+        "The whole runs, start to exit (interpreters, data preparation and evaluation "
+        "included):\n\n```sh\n"
+        + "".join(f"{run['command']}\n# {run['wall_s'] / 60:.1f} min\n" for run in runs)
+        + "```\n"
+    )
+    return "\n".join(out)
 
 
 def render() -> str:
@@ -314,6 +374,9 @@ def render() -> str:
             "state is saved each epoch to `cache/train/` and `--resume` continues from it.\n"
         )
 
+    if bench.get("training"):
+        add(processes_section(bench["training"]))
+
     add("## Held-out results (test works)\n")
     if melody:
         ngram = melody["ngram_test"]
@@ -448,8 +511,9 @@ def render() -> str:
         ".venv/bin/python -m tools.bench tokens --json /tmp/tokens.json\n"
         ".venv/bin/python -m tools.bench bar --json /tmp/bar.json\n"
         ".venv/bin/python -m tools.bench sweep --json /tmp/sweep.json   # needs a JACK server\n"
+        ".venv/bin/python -m tools.bench training --json /tmp/training.json\n"
         ".venv/bin/python tools/model_card.py \\\n"
-        "    --bench /tmp/tokens.json /tmp/bar.json /tmp/sweep.json\n"
+        "    --bench /tmp/tokens.json /tmp/bar.json /tmp/sweep.json /tmp/training.json\n"
         "```\n"
     )
     return "\n".join(out)
@@ -468,13 +532,7 @@ def main(argv: list[str] | None = None) -> int:
         bench = load(bench_path)
         for path in args.bench:
             result = json.loads(path.read_text())
-            kind = (
-                "tokens"
-                if "kv_cache_torch" in result
-                else "sweep"
-                if "xy_messages" in result
-                else "bar"
-            )
+            kind = next((k for key, k in BENCH_KINDS if key in result), "bar")
             bench[kind] = result
         bench_path.write_text(json.dumps(bench, indent=2) + "\n")
     (CHECKPOINTS / "MODEL_CARD.md").write_text(render())

@@ -12,7 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import tools.bench
-from tools.bench import clock, follow, link, models, rehearse, style, sweep, timing, voice
+from tools.bench import (
+    clock,
+    follow,
+    link,
+    models,
+    rehearse,
+    style,
+    sweep,
+    timing,
+    training,
+    voice,
+)
 
 
 def as_json(result: Any) -> str:
@@ -95,6 +106,13 @@ COMMANDS = (
         "style adapters: size, fine-tune time, unmerged vs merged, switching",
         style.add_arguments,
         style.run,
+        as_json,
+    ),
+    Command(
+        "training",
+        "tools/train.py on one process against several (torchrun): held-out loss, wall time",
+        training.add_arguments,
+        training.run,
         as_json,
     ),
     Command(
