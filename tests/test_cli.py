@@ -327,7 +327,14 @@ def test_ctrl_c_in_a_rehearsal_is_one_line_and_leaves_no_files(tmp_path):
     command = [sys.executable, "-m", "livekomp.cli", "-q", "rehearse"]
     command += [str(EXAMPLES / "sunrise.toml"), "--out", str(out), "--composer", "rules", "--audio"]
     with subprocess.Popen(
-        command, cwd=EXAMPLES.parent, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        command,
+        cwd=EXAMPLES.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # A suite started in the background (`… &`) inherits SIGINT ignored, and so would the
+        # rehearsal: a user's terminal gives it the default, as this does.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     ) as rehearsal:
         deadline = time.monotonic() + 60
         while not (out.is_dir() and any(out.iterdir())):  # the rehearsal has begun writing

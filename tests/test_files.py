@@ -53,10 +53,15 @@ def test_ctrl_c_during_the_commit_comes_after_it(tmp_path, monkeypatch):
         replace(source, target)
 
     monkeypatch.setattr(os, "replace", interrupted_replace)
-    with pytest.raises(KeyboardInterrupt), StagedFiles(tmp_path) as files:
-        for name in ("set.mid", "set.wav", "summary.json"):
-            files.stage(name).write_text(name)
-        files.commit()
+    # Ctrl-C as a terminal delivers it, even where the suite was started with SIGINT ignored.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt), StagedFiles(tmp_path) as files:
+            for name in ("set.mid", "set.wav", "summary.json"):
+                files.stage(name).write_text(name)
+            files.commit()
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert sorted(os.listdir(tmp_path)) == ["set.mid", "set.wav", "summary.json"]
 
 
