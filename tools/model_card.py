@@ -159,43 +159,82 @@ def held_out_text(kind: str, figures: dict) -> str:
     )
 
 
+def spread(values: list[float], fmt: str = "{:.2f}") -> str:
+    """One figure, or the lowest and highest of several."""
+    low, high = min(values), max(values)
+    return fmt.format(low) if low == high else f"{fmt.format(low)}–{fmt.format(high)}"
+
+
 def processes_section(training: dict) -> str:
     """One process against several under torchrun (`python -m tools.bench training`)."""
     runs = training["runs"]
-    many = training["processes"][-1]
+    names = list(dict.fromkeys(run.get("name", str(run["processes"])) for run in runs))
+    by_name = {n: [r for r in runs if r.get("name", str(r["processes"])) == n] for n in names}
+
+    def label(name: str) -> str:
+        first = by_name[name][0]
+        threads = next(iter(first["models"].values()))["threads"]
+        return f"{first['processes']} × {threads} thread{'s' if threads > 1 else ''}"
+
     loads = [load for run in runs for load in run["load_average"]]
+    repeats = training.get("repeats", 1)
+    how_often = "once each" if repeats == 1 else f"{repeats} times each, in turn"
     out = [
         "## Training on several processes\n",
         "`tools/train.py` also runs under torchrun (`torchrun --standalone --nproc_per_node=N "
         "tools/train.py …`): each process takes 1/N of every batch and DistributedDataParallel "
         "averages the gradients (gloo on the CPU, NCCL with a GPU per process), so one step sees "
         "the samples one process would; rank 0 evaluates and writes the same checkpoint files. "
-        f"`python -m tools.bench training` ran it as one process and as {many}, with the same "
-        f"dataset and arguments, on this machine's {training['cpu_count']} cores while other "
-        f"work shared them (load average {min(loads):.1f}–{max(loads):.1f}):\n",
+        "`python -m tools.bench training` ran the runs below (processes × threads each: "
+        f"{', '.join(label(name) for name in names)}) with the same dataset and arguments, "
+        f"{how_often}, "
+        f"on this machine's {training['cpu_count']} cores while other work shared them (load "
+        f"average {min(loads):.1f}–{max(loads):.1f})"
+        + ("; times are the lowest–highest of the repeats" if repeats > 1 else "")
+        + f":\n\n```sh\n{training.get('command', 'python -m tools.bench training')}\n```\n",
     ]
     rows = []
+    same = True
     for kind in runs[0]["models"]:
-        for run in runs:
-            figures = run["models"][kind]
+        for name in names:
+            figures = [run["models"][kind] for run in by_name[name]]
+            texts = {held_out_text(kind, f) for f in figures}
+            same = same and len(texts) == 1
             rows.append(
                 [
                     kind,
-                    figures["processes"],
-                    figures["threads"],
-                    f"{figures['samples_seen']:,}",
-                    held_out_text(kind, figures),
-                    f"{figures['train_minutes']:.2f}",
-                    f"{figures['wall_minutes']:.2f}",
+                    figures[0]["processes"],
+                    figures[0]["threads"],
+                    f"{figures[0]['samples_seen']:,}",
+                    " / ".join(sorted(texts)),
+                    spread([f["train_minutes"] for f in figures]),
+                    spread([f["wall_minutes"] for f in figures]),
                 ]
             )
     header = ["model", "processes", "threads each", "samples seen", "held-out (test)"]
     out.append(table([*header, "training min", "wall min"], rows) + "\n")
+    if same and repeats > 1:
+        out.append("Every repeat of a run gave the same held-out figures (all is seeded).\n")
+    commands = "".join(
+        f"{by_name[name][0]['command']}\n"
+        f"# {spread([run['wall_s'] / 60 for run in by_name[name]], '{:.1f}')} min\n"
+        for name in names
+    )
     out.append(
-        "The whole runs, start to exit (interpreters, data preparation and evaluation "
-        "included):\n\n```sh\n"
-        + "".join(f"{run['command']}\n# {run['wall_s'] / 60:.1f} min\n" for run in runs)
-        + "```\n"
+        "The runs, start to exit (interpreters, data preparation and evaluation included):\n\n"
+        f"```sh\n{commands}```\n"
+    )
+    fastest = {name: min(run["wall_s"] for run in by_name[name]) for name in names}
+    one = fastest[names[0]]
+    out.append(
+        f"At their fastest, against {label(names[0])}: "
+        + ", ".join(
+            f"{label(name)} took {fastest[name] / one:.2f}× its wall time" for name in names[1:]
+        )
+        + ". Each process prepares the whole dataset itself and the machine's threads are "
+        "divided among the processes, so on a small machine more processes win back at most "
+        "what fewer threads lose to contention; the design pays where each process has cores "
+        "or a GPU of its own.\n"
     )
     return "\n".join(out)
 
@@ -511,7 +550,8 @@ def render() -> str:
         ".venv/bin/python -m tools.bench tokens --json /tmp/tokens.json\n"
         ".venv/bin/python -m tools.bench bar --json /tmp/bar.json\n"
         ".venv/bin/python -m tools.bench sweep --json /tmp/sweep.json   # needs a JACK server\n"
-        ".venv/bin/python -m tools.bench training --json /tmp/training.json\n"
+        ".venv/bin/python -m tools.bench training --models harmony,groove,melody \\\n"
+        "    --runs 1,1x1,2 --train-args '--melody-epochs 1' --json /tmp/training.json\n"
         ".venv/bin/python tools/model_card.py \\\n"
         "    --bench /tmp/tokens.json /tmp/bar.json /tmp/sweep.json /tmp/training.json\n"
         "```\n"

@@ -1,16 +1,19 @@
 """Training on one process against several under torchrun, for the same samples seen.
 
     python -m tools.bench training [--dataset cache/dataset/works.jsonl.gz]
-                                   [--models harmony,groove] [--processes 2]
-                                   [--train-args "--melody-epochs 1"] [--keep DIR] [--json FILE]
+                                   [--models harmony,groove] [--runs 1,2]
+                                   [--train-args "--melody-epochs 1"] [--repeats 1]
+                                   [--keep DIR] [--json FILE]
 
-Runs `tools/train.py` twice on the same dataset with the same arguments, into folders of its own
-(never `checkpoints/`): once as one process, once under `torchrun --standalone
---nproc_per_node=N`. The batch sizes are global, so both runs take the same optimizer steps over
-the same samples. For each model: the held-out figures each run wrote, its training and wall
-minutes, and the samples it saw; for each run: the exact command, its wall time from start to
-exit (interpreters, data preparation and evaluation included) and the load average around it,
-since a shared machine's other work shows in the times. Prints its result as JSON.
+Runs `tools/train.py` on the same dataset with the same arguments, into folders of its own (never
+`checkpoints/`): as one process, and under `torchrun --standalone --nproc_per_node=N` for each
+other count in `--runs` (`PxT` also gives each process T threads), the list `--repeats` times in
+turn. The batch sizes are global, so every run takes the same optimizer steps over the same
+samples. For each model: the held-out figures each run wrote, its
+training and wall minutes, and the samples it saw; for each run: the exact command, its wall
+time from start to exit (interpreters, data preparation and evaluation included) and the load
+average around it, since a shared machine's other work shows in the times. Prints its result as
+JSON.
 """
 
 from __future__ import annotations
@@ -88,20 +91,39 @@ def train_once(dataset: Path, models: str, processes: int, extra: list[str], fol
     }
 
 
+def run_spec(text: str) -> tuple[int, int | None]:
+    """`P` (processes, train.py's default threads) or `PxT` (and T threads each)."""
+    processes, _, threads = text.partition("x")
+    return int(processes), int(threads) if threads else None
+
+
 def bench_training(
-    dataset: Path, models: str, processes: int, extra: list[str], keep: Path | None
+    dataset: Path,
+    models: str,
+    specs: list[tuple[int, int | None]],
+    extra: list[str],
+    keep: Path | None,
+    repeats: int = 1,
 ) -> dict:
+    """Each run in `specs`, the whole list `repeats` times in turn (1, N, 1, N …) so that a
+    shared machine's other work falls on all alike; a repeat trains into the same folder, with
+    the same command."""
     with tempfile.TemporaryDirectory() as temporary:
         base = keep or Path(temporary)
         runs = []
-        for count in (1, processes):
-            folder = base / f"processes-{count}"
-            folder.mkdir(parents=True, exist_ok=True)
-            runs.append(train_once(dataset.resolve(), models, count, extra, folder))
+        for repeat in range(repeats):
+            for processes, threads in specs:
+                name = f"processes-{processes}" + (f"-threads-{threads}" if threads else "")
+                folder = base / name
+                folder.mkdir(parents=True, exist_ok=True)
+                more = [*extra, f"--threads={threads}"] if threads else extra
+                run = train_once(dataset.resolve(), models, processes, more, folder)
+                runs.append({"repeat": repeat + 1, "name": name, "processes": processes, **run})
     return {
+        "command": shlex.join(["python", "-m", "tools.bench", *sys.argv[1:]]),
         "dataset": str(dataset),
         "cpu_count": os.cpu_count(),
-        "processes": [1, processes],
+        "repeats": repeats,
         "runs": runs,
     }
 
@@ -111,13 +133,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--dataset", type=Path, default=ROOT / "cache" / "dataset" / "works.jsonl.gz"
     )
     parser.add_argument("--models", default="harmony,groove")
-    parser.add_argument("--processes", type=int, default=2, help="processes of the second run")
     parser.add_argument(
-        "--train-args", default="", help="more tools/train.py arguments, for both runs"
+        "--runs",
+        default="1,2",
+        help="the runs, by processes, or PxT for P processes of T threads (default 1,2)",
     )
+    parser.add_argument("--train-args", default="", help="more tools/train.py arguments, for all")
     parser.add_argument("--keep", type=Path, help="train here and keep it (default: a temp folder)")
+    parser.add_argument("--repeats", type=int, default=1, help="each run this many times, in turn")
 
 
 def run(args: argparse.Namespace) -> dict:
+    specs = [run_spec(item) for item in args.runs.split(",")]
     extra = shlex.split(args.train_args)
-    return bench_training(args.dataset, args.models, args.processes, extra, args.keep)
+    return bench_training(args.dataset, args.models, specs, extra, args.keep, args.repeats)
