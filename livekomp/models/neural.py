@@ -69,7 +69,6 @@ from livekomp.music.theory import mode_for_valence, mode_steps
 log = logging.getLogger("livekomp.composer")
 
 TPQ = tokens.TICKS_PER_QUARTER
-PITCHED = (Part.MELODY, Part.CHORDS, Part.BASS)
 MAX_NOTES_PER_BAR = 24
 ACCENT_VELOCITY = 5.0  # velocity per unit of agogic accent (log2 sixteenths) above the bar's mean
 DENSITY_LOGIT_REACH = 2.0  # the density control's pull on groove onset logits at its ends
