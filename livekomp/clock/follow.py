@@ -12,8 +12,9 @@ averages out. It tells a late tick, a dropped tick and a tempo change apart:
   late tick, or a burst of them (the transport or the machine stalled, then delivered the held
   ticks together). Ticks are matched to the line in order, so a tick held up by a whole period
   is never taken for a dropped one;
-- a dropped tick is believed only when two ticks in a row, one period apart, sit on the line
-  one (or more) ticks further on;
+- a dropped tick is believed only when two ticks, whole periods apart, sit on the line one (or
+  more) ticks further on, and the suspects between them fill the counts between, each late by
+  less than a tick (a burst after a stall is no evidence: its first tick may be a late one);
 - `jump_after` suspects in a row that came a period apart from each other (not bunched, as a
   burst is) mean the master changed tempo: the line is fitted afresh from that run, each of its
   ticks counted once (and a drop inferred just before is taken back: it was the change's first
@@ -131,6 +132,15 @@ class TickFilter:
         return len(self._window) >= TICKS_PER_BEAT
 
     @property
+    def heard_count(self) -> int:
+        """The count of the last tick if every suspect since the line was a late tick, counted
+        once: where the master is when it stops before the suspects are told apart (`count`
+        may have a provisional drop in it)."""
+        if self._suspects and self._window:
+            return self._window[-1][0] + len(self._suspects)
+        return self.count
+
+    @property
     def seconds_per_tick(self) -> float | None:
         return None if self._line is None else self._line[1]
 
@@ -156,20 +166,21 @@ class TickFilter:
             self._commit(sequential, t_s)
             return self._fit_at(self.count, t_s)
         # Else maybe a dropped tick: on the line one or more ticks further on. That is believed
-        # only once the tick before it was on the line too, one period earlier: a late tick
-        # looks like a drop until the next one comes right after it.
+        # only once an earlier suspect was on the line too, at a count that leaves room for
+        # every suspect since (they were late): a late tick looks like a drop until the ticks
+        # after it come on time.
         count = sequential + max(round(position) - sequential, 0)
         on_drop_line = count > sequential and abs(position - count) <= tolerance
-        if on_drop_line and self._suspects and self._suspects[-1][0] == count - 1:
-            previous_count, previous_s = self._suspects[-1]
-            previous_on_line = abs((previous_s - origin_s) / period_s - previous_count)
-            one_period = abs((t_s - previous_s) / period_s - 1.0)
-            if max(previous_on_line, one_period) <= tolerance:
-                self._suspects.pop()
-                self._confirm_dropped(previous_count)
-                self._commit(previous_count, previous_s)
-                self._commit(count, t_s)
-                return self._fit_at(self.count, t_s)
+        if on_drop_line and (first := self._first_on_line_before(count, t_s)) is not None:
+            late_before = self._suspects[:first]
+            first_count, first_s = self._suspects[first]
+            late_after = self._suspects[first + 1 :]
+            self._suspects = late_before
+            self._confirm_dropped(first_count)
+            self._commit(first_count, first_s)
+            self.late += len(late_after)
+            self._commit(count, t_s)
+            return self._fit_at(self.count, t_s)
         self.count = count
         self._suspects.append((count, t_s))
         if len(self._suspects) < self.config.jump_after or not self._evenly_spaced():
@@ -177,6 +188,33 @@ class TickFilter:
             return replace(self._fit_at(count, t_s), on_line=False)
         self._restart_from_suspects()
         return self._fit_at(self.count, t_s)
+
+    def _first_on_line_before(self, count: int, t_s: float) -> int | None:
+        """The index of the latest suspect that confirms a drop before it, given a tick on the
+        line at `count`: it sat on the line too, the time between them is whole periods, and every
+        suspect after it fills a count between the two in order, late by less than a tick (a
+        burst after a stall, late by more, is no evidence: the first of it may be a late tick
+        that only looks like a drop)."""
+        assert self._line is not None
+        origin_s, period_s = self._line
+        tolerance = self.config.tolerance_ticks
+        for index in range(len(self._suspects) - 1, -1, -1):
+            first_count, first_s = self._suspects[index]
+            between = self._suspects[index + 1 :]
+            if count - first_count - 1 != len(between):
+                continue
+            if abs((first_s - origin_s) / period_s - first_count) > tolerance:
+                continue
+            if abs((t_s - first_s) / period_s - (count - first_count)) > tolerance:
+                continue
+            slots = range(first_count + 1, count)
+            lateness = [
+                (s - origin_s) / period_s - slot
+                for slot, (_, s) in zip(slots, between, strict=True)
+            ]
+            if all(-tolerance <= late < 1.0 - tolerance for late in lateness):
+                return index
+        return None
 
     def _commit(self, count: int, t_s: float) -> None:
         """A tick on the line: counted, fitted, the window kept to its length."""
@@ -348,7 +386,7 @@ class MidiClockFollower:
         """Where the master's song position is: the beat after the last tick counted."""
         if self._start_count is None:
             return self._start_beat
-        ticks = self.filter.count - self._start_count + 1
+        ticks = self.filter.heard_count - self._start_count + 1
         return self._start_beat + ticks / TICKS_PER_BEAT
 
     def _tick(self, t_s: float) -> None:

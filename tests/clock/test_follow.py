@@ -64,6 +64,55 @@ def test_a_dropped_tick_is_counted_as_missing() -> None:
     assert (tick_filter.dropped, tick_filter.jumps) == (1, 0)
 
 
+@pytest.mark.parametrize("lateness", [0.32, 0.45, 0.6])
+def test_a_dropped_tick_then_a_late_one_is_one_drop_not_a_tempo_change(lateness: float) -> None:
+    """The tick after a drop comes a little late (over the tolerance, under a tick): the ticks
+    after it back on the line at the drop's offset say one tick went missing. Before, three
+    suspects in a row were read as a tempo change and the drop was lost from the count (found
+    by replaying the live test's master send logs with stalls: tools in the issue's note)."""
+    tick_filter = TickFilter()
+    ideal, _ = tick_times(140.0, 120, 0.0, random.Random(0), 0.0)
+    period_s = ideal[1] - ideal[0]
+    times = list(ideal)
+    times[61] += lateness * period_s
+    del times[59]
+    fits = [tick_filter.add(t) for t in times]
+    assert [f.count for f in fits if f.on_line] == [i for i in range(120) if i not in (59, 60, 61)]
+    assert (tick_filter.late, tick_filter.dropped, tick_filter.jumps) == (1, 1, 0)
+    assert fits[-1].time_s == pytest.approx(ideal[-1], abs=1e-9)
+
+
+def test_the_last_tick_before_a_stop_counts_once_however_late() -> None:
+    """A stop can come right after a late tick, before the next tick tells late from dropped:
+    the master's position is then every tick heard, counted once."""
+    tick_filter = TickFilter()
+    ideal, _ = tick_times(120.0, 97, 0.0, random.Random(0), 0.0)
+    period_s = ideal[1] - ideal[0]
+    times = list(ideal)
+    times[-1] += 0.65 * period_s  # on the line a tick further on, if it were a drop
+    for t in times:
+        tick_filter.add(t)
+    assert tick_filter.count == 97  # provisional: maybe one went missing
+    assert tick_filter.heard_count == 96
+
+
+def test_a_tick_nearly_a_period_late_then_a_burst_drops_nothing() -> None:
+    """A tick held up by most of a period sits where a drop's successor would, and the burst
+    after a stall ends on the line: the burst's ticks, late by more than a tick, are no evidence
+    of a drop, so every tick counts once."""
+    tick_filter = TickFilter()
+    ideal, _ = tick_times(140.0, 144, 0.0, random.Random(0), 0.0)
+    period_s = ideal[1] - ideal[0]
+    times = list(ideal)
+    times[72] += 0.87 * period_s
+    for i in range(73, 80):
+        times[i] = ideal[79] + (i - 73) * 20e-6  # held, then delivered in one callback
+    fits = [tick_filter.add(t) for t in times]
+    assert all(f.count == i for i, f in enumerate(fits) if f.on_line)
+    assert tick_filter.dropped == 0
+    assert fits[-1].count == 143
+
+
 @pytest.mark.parametrize("stalled_ticks", [1, 2, 3, 5])
 @pytest.mark.parametrize("bpm", [90.0, 140.0])
 def test_a_burst_after_a_stall_keeps_the_count_and_moves_nothing(
