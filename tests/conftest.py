@@ -17,6 +17,15 @@ from tests.jack import START_HINT, jack_running, start_jack_server
 _started_jack = None
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--load",
+        action="store_true",
+        help="run the live tests beside a CPU-and-disk load: two busy processes and a writer "
+        "that syncs 300 MB to disk and compresses it, over and over (tools.bench.load)",
+    )
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     global _started_jack
     _started_jack = start_jack_server()

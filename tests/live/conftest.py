@@ -8,7 +8,19 @@ import shutil
 
 import pytest
 
+from tools.bench.load import Load
 from tools.peers import MidiDump, Serve
+
+
+@pytest.fixture(scope="session", autouse=True)
+def busy_machine(request):
+    """With `pytest --load`, every live test runs beside a CPU-and-disk load (the stage: a DAW
+    on the cores, a disk busy with writes): two busy processes and one disk writer."""
+    if not request.config.getoption("--load"):
+        yield None
+        return
+    with Load(procs=2, threads=0, disk=1) as load:
+        yield load
 
 
 @pytest.fixture

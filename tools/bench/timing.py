@@ -2,7 +2,7 @@
 trio scheduling.
 
     python -m tools.bench timing [--events 2000] [--load composer] [--load-procs N]
-                                 [--load-threads N] [--json FILE]
+                                 [--load-threads N] [--load-disk N] [--json FILE]
 
 `timing` sends the same schedule three times under the same CPU load ("the composer is busy
 generating"): through the sender process (`ProcessDispatcher`), through the live `Dispatcher`
@@ -131,6 +131,7 @@ def bench_timing(
     load_procs: int = 2,
     load_threads: int = 0,
     load_composers: int = 0,
+    load_disk: int = 0,
     trio_rt_priority: int = 0,
 ) -> dict:
     """Sender process vs. dispatcher thread vs. trio baseline, send-time error under one load;
@@ -143,7 +144,7 @@ def bench_timing(
     if events < 2:
         raise ValueError("need at least 2 events")
     messages = make_schedule(events)
-    with Load(load_procs, load_threads, load_composers):
+    with Load(load_procs, load_threads, load_composers, disk=load_disk):
         # After the load has started: spawned processes inherit the policy of their parent.
         if trio_rt_priority:
             policy = os.SCHED_FIFO | os.SCHED_RESET_ON_FORK
@@ -162,7 +163,7 @@ def bench_timing(
         "events": events,
         "bpm": BPM,
         "event_spacing_ms": 60_000 / BPM / STEPS_PER_BEAT,
-        "load": describe_load(load_procs, load_threads, load_composers),
+        "load": describe_load(load_procs, load_threads, load_composers, load_disk),
         "trio_thread": f"SCHED_FIFO {trio_rt_priority}" if trio_rt_priority else "normal",
         "process_sched_fifo": process_realtime,
         "process_startup_ms": startup_s * 1e3,
@@ -211,6 +212,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--load-threads", type=int, default=0, help="busy Python threads in this process (GIL)"
     )
     parser.add_argument(
+        "--load-disk",
+        type=int,
+        default=0,
+        help="disk writers: 300 MB written and synced, then compressed, over and over",
+    )
+    parser.add_argument(
         "--load",
         choices=["composer"],
         action="append",
@@ -228,5 +235,6 @@ def run(args: argparse.Namespace) -> dict:
         load_procs=args.load_procs,
         load_threads=args.load_threads,
         load_composers=args.load.count("composer"),
+        load_disk=args.load_disk,
         trio_rt_priority=args.trio_rt_priority,
     )
