@@ -481,7 +481,7 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch", type=int, default=64, help="melody batch (over all processes)")
     parser.add_argument("--harmony-batch", type=int, default=128)
     parser.add_argument("--groove-batch", type=int, default=256)
-    parser.add_argument("--melody-epochs", type=int, default=8)
+    parser.add_argument("--melody-epochs", type=int, default=10)  # as shipped
     parser.add_argument("--melody-minutes", type=float, default=35.0)
     parser.add_argument("--melody-lr", type=float, default=2e-3)
     parser.add_argument("--melody-warmup", type=int, default=200, help="steps of linear warm-up")
