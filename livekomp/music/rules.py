@@ -447,7 +447,7 @@ class RuleComposer:
         memory = self._memory(bar.position)
         previous = memory.ending_before(bar.position.bar)
         melody, variation = self._melody(bar, memory, previous)
-        voicing = self._voicing(bar, previous)
+        voicing = self._voicing(bar, previous, below=min(note.pitch for note in melody))
         memory.endings[bar.position.bar] = _BarEnding(melody[-1].pitch, voicing)
         parts = {
             Part.MELODY: melody,
@@ -592,11 +592,12 @@ class RuleComposer:
 
     # --- chords ---
 
-    def _voicing(self, bar: _Bar, previous: _BarEnding | None) -> tuple[int, ...]:
-        """The bar's chord in close position, led from the previous chord of the phrase."""
+    def _voicing(self, bar: _Bar, previous: _BarEnding | None, below: int) -> tuple[int, ...]:
+        """The bar's chord in close position, led from the previous chord of the phrase, wholly
+        under the bar's lowest melody note (it never covers or doubles the tune)."""
         center = interpolate(CHORD_CENTER_BY_AROUSAL, bar.request.arousal)
         earlier = previous.voicing if previous is not None else ()
-        return close_voicing(bar.chord.tones(bar.tonic), center, earlier)
+        return close_voicing(bar.chord.tones(bar.tonic), center, earlier, below=below)
 
     def _chords(self, bar: _Bar, voicing: tuple[int, ...]) -> list[Note]:
         rng = _rng(self.seed, *bar.keys(_Purpose.CHORD_RHYTHM, bar.meter.beats))
