@@ -40,6 +40,8 @@ from livekomp.music.rules import RuleComposer
 log = logging.getLogger("livekomp.composer")
 
 COMPOSERS = ("neural", "rules")
+# While the primary keeps failing, the log says so again every this many bars.
+FAILURE_LOG_EVERY = 16
 
 
 class Composer(Protocol):
@@ -231,6 +233,7 @@ class ComposerService:
         self._limiter = trio.CapacityLimiter(1)
         self._refill = trio.Event()
         self._last: BarRequest | None = None
+        self._failing = 0  # bars in a row the primary raised on
 
     async def compose(self, request: BarRequest) -> ComposedBar:
         if self._last is not None and request.style != self._last.style:
@@ -241,14 +244,20 @@ class ComposerService:
                 bar = await self._compose_in_thread(request)
             else:
                 bar = self._timed(request)
-        except Exception:
+        except Exception as error:
             if self.fallback is None:
                 raise
-            log.exception(
-                "composer %s failed on bar %d; the chain goes on", self.primary.name, request.index
-            )
-            self.outcomes["failed"] += 1
+            self._failed(request, error)
             bar = None
+        else:
+            if self._failing and bar is not None:
+                log.warning(
+                    "composer %s is back from bar %d, after %d failed bars",
+                    self.primary.name,
+                    request.index,
+                    self._failing,
+                )
+                self._failing = 0
         if bar is not None:
             self.outcomes["fresh"] += 1
         elif self.buffer is not None and (bar := self.buffer.take(request)) is not None:
@@ -264,6 +273,23 @@ class ComposerService:
         if self.log_every_bars and (request.index + 1) % self.log_every_bars == 0:
             log.info("composer: %s", self.health())
         return bar
+
+    def _failed(self, request: BarRequest, error: Exception) -> None:
+        """One line for the stage when the primary starts failing, and every FAILURE_LOG_EVERY
+        bars while it goes on (the traceback at debug level); the chain goes on."""
+        self.outcomes["failed"] += 1
+        self._failing += 1
+        if self._failing == 1 or self._failing % FAILURE_LOG_EVERY == 0:
+            log.warning(
+                "composer %s failed on bar %d (%s: %s; %d bars in a row); the %s play",
+                self.primary.name,
+                request.index,
+                type(error).__name__,
+                error,
+                self._failing,
+                "buffered bars or the rules" if self.buffer is not None else "rules",
+            )
+        log.debug("composer %s failed", self.primary.name, exc_info=error)
 
     def _switch_style(self, request: BarRequest) -> None:
         """The old style's buffered phrases are dropped; the buffer refills for the new one."""
@@ -316,8 +342,9 @@ class ComposerService:
                         bar = await trio.to_thread.run_sync(
                             self.primary.compose_bar, request, limiter=self._limiter
                         )
-                    except Exception:
-                        log.exception("composing ahead for the buffer failed")
+                    except Exception as error:
+                        # The bar asked for next says so to the performer, once (compose).
+                        log.debug("composing ahead for the buffer failed", exc_info=error)
                         break
                     if self._last is not None and self._last.style != request.style:
                         break  # the style switched while it was composed: not wanted now

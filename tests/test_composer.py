@@ -53,6 +53,30 @@ async def test_a_late_primary_gives_way_to_the_fallback_within_the_budget():
     assert service.outcomes == {"late": 1, "fallback": 1}
 
 
+async def test_a_primary_that_raises_for_ten_bars_gives_way_to_the_rules_then_comes_back(caplog):
+    """The model raises on every bar for 10 bars (a fault): the rules play each of them, the
+    log says so in one line (no traceback on stage), and the model plays again when it can."""
+
+    class Faulty(Named):
+        def compose_bar(self, request: BarRequest) -> ComposedBar:
+            if request.index < 10:
+                raise RuntimeError("out of memory")
+            return super().compose_bar(request)
+
+    service = ComposerService(Faulty("model"), Named("rules"), budget_s=5.0, in_thread=True)
+    caplog.set_level("INFO", logger="livekomp.composer")
+    played = [(await service.compose(replace(REQUEST, index=i))).composer for i in range(14)]
+    assert played == ["rules"] * 10 + ["model"] * 4
+    assert service.outcomes == {"failed": 10, "fallback": 10, "fresh": 4}
+    lines = [r.getMessage() for r in caplog.records if r.name == "livekomp.composer"]
+    assert lines == [
+        "composer model failed on bar 0 (RuntimeError: out of memory; 1 bars in a row); "
+        "the rules play",
+        "composer model is back from bar 10, after 10 failed bars",
+    ]
+    assert not any(r.exc_info for r in caplog.records if r.levelno >= 20)
+
+
 async def test_without_a_fallback_the_primary_runs_inline():
     primary = Named("rules")
     service = ComposerService(primary, in_thread=True)  # nothing to fall back to: no budget
