@@ -8,6 +8,7 @@ import logging
 import trio
 from rich.console import Console
 
+from livekomp.cli import main
 from livekomp.inputs.events import ControlEvent, Param
 from livekomp.inputs.stats import InputStats
 from livekomp.status import RecentWarnings, StatusView, mood_plane, nearest_mood_word
@@ -83,3 +84,11 @@ async def test_bars_are_counted_over_every_take(autojump_clock):
         nursery.cancel_scope.cancel()
     assert session.performer.bars_total > first >= 3
     assert session.performer.bars_total == len(session.report.bars)
+
+
+def test_a_log_file_that_cannot_be_opened_is_one_clear_line(tmp_path, capsys):
+    missing = tmp_path / "no such dir" / "serve.log"
+    assert main(["-q", "serve", "--log-file", str(missing)]) == 2
+    assert capsys.readouterr().err == (
+        f"livekomp: error: --log-file {missing}: No such file or directory\n"
+    )
