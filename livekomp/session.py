@@ -113,6 +113,8 @@ class Session:
         self.line: str | None = None
         # The bars planned last (the bar, its style), newest last, for the status view.
         self.recent_bars: deque[tuple[ComposedBar, str]] = deque(maxlen=8)
+        # The lines the voice placed on a bar line (newest last), for the status view.
+        self.placed_lines: deque[SpokenLine] = deque(maxlen=8)
         self.voice: VoiceService | None = None
         if voice is not None:
             self.voice = VoiceService(
@@ -228,3 +230,4 @@ class Session:
         self.report.on_spoken(line.as_dict())
         if line.dropped is None:
             self.line = line.text
+            self.placed_lines.append(line)

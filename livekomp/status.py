@@ -135,6 +135,7 @@ class StatusView:
         fields["latency"] = f"p50 {_ms(latency.get('p50_ms'))} p99 {_ms(latency.get('p99_ms'))}"
         fields["buffer"] = "–" if fb.composer_buffer is None else f"{fb.composer_buffer:.0%}"
         fields["line"] = fb.line or "–"
+        fields["next_line"] = self._next_line()
         fields["scene"] = fb.scene or "–"
         last = router.last
         if last is None:
@@ -165,6 +166,21 @@ class StatusView:
             return None, recent[-1][0]
         return by_index.get(sounding - 1), by_index.get(sounding)
 
+    def _next_line(self) -> str:
+        """The first line placed on a beat still ahead, with its bar (1-based, counted like the
+        transport's bar:beat); "–" when none."""
+        session = self.session
+        clock = session.clock
+        origin = 0.0 if session.follow else session.performer.origin_beat
+        if not clock.running:
+            return "–"
+        now_beat = clock.current_beat()
+        for line in self.session.placed_lines:
+            if line.beat is not None and line.beat > now_beat:
+                bar = math.floor((line.beat - origin) / session.beats_per_bar + 1e-9) + 1
+                return f"{line.text!r} at bar {bar}"
+        return "–"
+
     def render(self) -> Group:
         f = self.fields()
         heard = (float(f["valence"]), float(f["arousal"]))
@@ -182,7 +198,7 @@ class StatusView:
             ("composer", f["composer"]),
             ("", f"fresh latency {f['latency']}  buffer {f['buffer']}"),
             ("sender", "lateness measured in the sender process, logged at exit"),
-            ("voice", f["line"]),
+            ("voice", f"{f['line']}  next {f['next_line']}"),
             ("control", f["last_control"]),
             ("drops", f["drops"]),
         ]

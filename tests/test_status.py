@@ -12,6 +12,7 @@ from livekomp.cli import main
 from livekomp.inputs.events import ControlEvent, Param
 from livekomp.inputs.stats import InputStats
 from livekomp.status import RecentWarnings, StatusView, mood_plane, nearest_mood_word
+from livekomp.voice.service import SpokenLine
 from tests.test_session import make_session
 
 
@@ -45,6 +46,7 @@ async def test_the_view_shows_the_transport_mood_music_and_last_control(autojump
         await nursery.start(dispatcher.serve)
         await nursery.start(session.performer.serve)
         session.router.handle(ControlEvent(Param.SCENE, "verse", source="pad"))
+        session._on_spoken(SpokenLine("say", "hello", "osc", bar=4, beat=16.0))  # the take's bar 5
         await session.clock.sleep_until_beat(7.5)  # bar 2, beat 4: bar 3 is planned
         fields = view.fields()
         text = render_text(view)
@@ -56,6 +58,7 @@ async def test_the_view_shows_the_transport_mood_music_and_last_control(autojump
     assert (fields["chord"], fields["next_chord"]) == (sounding.chord, following.chord)
     assert fields["mode"] == sounding.mode and fields["key"] == "A"
     assert fields["last_control"] == "scene 'verse' from pad"
+    assert fields["next_line"] == "'hello' at bar 5"
     assert fields["drops"] == "osc bad_args 2, style not loaded 1"
     assert f"fresh {session.composer.outcomes['fresh']}" in fields["composer"]
     for shown in ("playing", "2:4", "sad", "scene 'verse' from pad", "verse", "fresh warning"):
