@@ -141,7 +141,14 @@ class StatusView:
         if last is None:
             fields["last_control"] = "–"
         else:
-            value = "" if last.value is None else f" {last.value!r}"
+            value = last.value
+            value = (
+                ""
+                if value is None
+                else f" {value:+.2f}"
+                if isinstance(value, float)
+                else f" {value!r}"
+            )
             fields["last_control"] = f"{last.param.value}{value} from {last.source or '?'}"
         drops = {
             f"{transport} {reason}": n
