@@ -20,6 +20,7 @@ from functools import partial
 from pathlib import Path
 
 import trio
+from rich.console import Console
 
 from livekomp import __version__
 from livekomp.clock.clock import MasterClock
@@ -52,8 +53,9 @@ from livekomp.outputs.midifile import RecordSpec
 from livekomp.outputs.osc import parse_target, serve_feedback
 from livekomp.outputs.report import RunReport
 from livekomp.performer import PerformerConfig
-from livekomp.session import FollowHooks, Session, VoiceParts
+from livekomp.session import BAR_LINE_LEGEND, FollowHooks, Session, VoiceParts
 from livekomp.speech import Speech
+from livekomp.status import RecentWarnings, StatusView, serve_status
 from livekomp.voice.lines import load_responses
 from livekomp.voice.service import VoiceConfig
 from livekomp.voice.tts import OUTPUT_RATE, VoiceSpec, open_speaker
@@ -142,8 +144,9 @@ async def _start_voice(
     return parts, audio
 
 
-async def serve_live(config: LiveConfig) -> None:
-    """Run the live server until Ctrl-C or SIGTERM."""
+async def serve_live(config: LiveConfig, *, status_console: Console | None = None) -> None:
+    """Run the live server until Ctrl-C or SIGTERM; with `status_console`, draw the status view
+    on it (`livekomp.status`)."""
     tonic = parse_key(config.key)
     mapping = load_mapping(config.mappings)
     check_osc_port(config.osc_host, config.osc_port)
@@ -272,6 +275,19 @@ async def serve_live(config: LiveConfig) -> None:
 
     send, receive = trio.open_memory_channel[ControlEvent](256)
     ready = ReadyFile(config.ready_file)
+    log.info(BAR_LINE_LEGEND)
+    warnings = None
+    if status_console is not None:
+        warnings = RecentWarnings()
+        logging.getLogger().addHandler(warnings)
+
+    def clock_source() -> str:
+        if follower is not None:
+            return "MIDI clock: " + ("following" if follower.running else "stopped or lost")
+        if link_follower is not None:
+            return f"Link, {link_follower.peers} peers"
+        return "internal"
+
     try:
         await trio.to_thread.run_sync(dispatcher.start)
     except BaseException:
@@ -335,6 +351,11 @@ async def serve_live(config: LiveConfig) -> None:
                 config.beats_per_bar,
             )
             ready.say("ready", osc_port=osc_port, midi_in=midi_in, clock_in=clock_in)
+            if status_console is not None:
+                view = StatusView(
+                    session, stats, key=config.key, clock_source=clock_source, warnings=warnings
+                )
+                await nursery.start(serve_status, view, status_console)
     finally:
         with trio.CancelScope(shield=True):
             await stack.aclose()  # closes the audio output: no line goes on after the music
@@ -380,6 +401,8 @@ async def serve_live(config: LiveConfig) -> None:
                 for reason, n in reasons.items()
                 if n
             }
-            log.info("stopped after %d bars; inputs: %s", performer.bars_played, counts or "none")
+            log.info("stopped after %d bars; inputs: %s", performer.bars_total, counts or "none")
             log.info("composer: %s", composer.health())
             ready.say("stopped")
+            if warnings is not None:
+                logging.getLogger().removeHandler(warnings)

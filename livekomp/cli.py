@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from livekomp.config import LiveConfig
 
 log = logging.getLogger("livekomp")
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 # Flags of `serve` and the LiveConfig field each one sets (only flags actually given override).
 SERVE_FLAGS: dict[str, str] = {
@@ -288,6 +289,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--record", metavar="FILE.mid", help="also write what is sent to a .mid")
     serve.add_argument("--summary", metavar="FILE.json", help="write a run summary on exit")
+    serve.add_argument(
+        "--no-status",
+        action="store_true",
+        help="log lines instead of the status view (the view shows when stdout is a terminal)",
+    )
+    serve.add_argument("--log-file", metavar="FILE", help="also write the log lines to FILE")
     serve.add_argument(
         "--ready-file",
         metavar="FILE.json",
@@ -600,7 +607,26 @@ def _run_serve(args: argparse.Namespace) -> int:
     from livekomp.app import serve_live
 
     config = _serve_config(args)
-    trio.run(serve_live, config)
+    root = logging.getLogger()
+    if args.log_file:
+        try:
+            handler = logging.FileHandler(args.log_file)
+        except OSError as exc:
+            print(f"livekomp: error: --log-file {args.log_file}: {exc.strerror}", file=sys.stderr)
+            return 2
+        handler.setFormatter(logging.Formatter(LOG_FORMAT))
+        handler.addFilter(_drop_python_osc_warnings)
+        root.addHandler(handler)
+    console = None
+    if not args.no_status and sys.stdout.isatty():
+        from rich.console import Console
+
+        # The view takes the terminal: log lines go to --log-file only (warnings show in it).
+        for handler in list(root.handlers):
+            if type(handler) is logging.StreamHandler:
+                root.removeHandler(handler)
+        console = Console()
+    trio.run(partial(serve_live, config, status_console=console))
     return 0
 
 
@@ -789,7 +815,7 @@ COMMANDS = {
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     level = logging.WARNING if args.quiet else logging.DEBUG if args.verbose else logging.INFO
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    logging.basicConfig(level=level, format=LOG_FORMAT)
     for handler in logging.getLogger().handlers:
         handler.addFilter(_drop_python_osc_warnings)
     try:

@@ -153,7 +153,8 @@ class Performer:
         self.on_bar = on_bar
         self.duck = duck  # beat → velocity factor while a line is spoken (the voice's ducking)
         self.style = style  # the style the next bar planned is composed in
-        self.bars_played = 0
+        self.bars_played = 0  # bars planned in the current (or last) take
+        self.bars_total = 0  # bars planned in every take together
         self._origin_beat = 0.0  # the beat of bar 0 of the current take
         self._planned_until = 0.0
         self._play_scope: trio.CancelScope | None = None
@@ -310,6 +311,7 @@ class Performer:
             self.dispatcher.submit(render_clock_ticks(start_beat, config.beats_per_bar))
         self._planned_until = start_beat + config.beats_per_bar
         self.bars_played = index + 1
+        self.bars_total += 1
         if self.on_bar is not None:
             self.on_bar(bar, mood, request.style)
         return [

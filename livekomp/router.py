@@ -84,9 +84,11 @@ class ControlRouter:
         # asked for (None while the clock is stopped), for the summary.
         self.styles_switched: list[dict[str, object]] = []
         self._drop_log = RateLimitedLog(log)
+        self.last: ControlEvent | None = None  # the last control received, for the status view
 
     def handle(self, event: ControlEvent) -> None:
         transport, clock, mood = self.transport, self.clock, self.mood
+        self.last = event
         match event.param:
             case Param.START | Param.STOP if self.on_transport is not None:
                 self.on_transport(event.param is Param.START)
@@ -95,10 +97,12 @@ class ControlRouter:
             case Param.START:
                 why_not = None if self.can_start is None else self.can_start()
                 if why_not is None:
+                    log.info("start from %s", event.source)
                     transport.start()
                 else:
                     log.info("start ignored: %s", why_not)
             case Param.STOP:
+                log.info("stop from %s", event.source)
                 transport.stop()
                 if self.on_silence is not None:
                     self.on_silence()

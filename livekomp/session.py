@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -56,10 +57,16 @@ class FollowHooks:
     on_transport: Callable[[bool], None] | None = None
 
 
+BAR_LINE_LEGEND = (
+    "each bar logs: bar | valence, arousal | mode, chord | composer [style] | "
+    "notes per part (m melody, c chords, b bass, d drums)"
+)
+
+
 def log_bar(bar: ComposedBar, mood: Mood, style: str = BASE_STYLE) -> None:
     counts = " ".join(f"{part.value[0]}{len(notes)}" for part, notes in bar.parts.items())
     log.info(
-        "bar %4d | v %+.2f a %+.2f | %-10s %-6s | %s%s | %s",
+        "bar %4d | v %+.2f a %+.2f | %-10s %-6s | %s%s | notes %s",
         bar.index,
         mood.valence,
         mood.arousal,
@@ -104,6 +111,10 @@ class Session:
         self.log_music = log_music
         self.scene: str | None = None
         self.line: str | None = None
+        # The bars planned last (the bar, its style), newest last, for the status view.
+        self.recent_bars: deque[tuple[ComposedBar, str]] = deque(maxlen=8)
+        # The lines the voice placed on a bar line (newest last), for the status view.
+        self.placed_lines: deque[SpokenLine] = deque(maxlen=8)
         self.voice: VoiceService | None = None
         if voice is not None:
             self.voice = VoiceService(
@@ -196,6 +207,7 @@ class Session:
 
     def _on_bar(self, bar: ComposedBar, mood: Mood, style: str) -> None:
         self.report.on_bar(bar, mood, style)
+        self.recent_bars.append((bar, style))
         if self.log_music:
             log_bar(bar, mood, style)
 
@@ -218,3 +230,4 @@ class Session:
         self.report.on_spoken(line.as_dict())
         if line.dropped is None:
             self.line = line.text
+            self.placed_lines.append(line)
