@@ -12,9 +12,11 @@ process that releases the notes by itself if this process dies.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import signal
+import socket
 from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
@@ -37,6 +39,7 @@ from livekomp.dispatch.dispatcher import DispatcherError
 from livekomp.dispatch.sender import ProcessDispatcher
 from livekomp.files import write_json_atomically
 from livekomp.inputs.events import ControlEvent
+from livekomp.inputs.guard import AllowList, SourceGuard, local_subnets
 from livekomp.inputs.mapping import load_mapping
 from livekomp.inputs.midi import serve_midi_in
 from livekomp.inputs.osc import check_osc_port, serve_osc
@@ -142,6 +145,23 @@ async def _start_voice(
     return parts, audio
 
 
+def osc_guard(config: LiveConfig, stats: InputStats) -> SourceGuard:
+    """Who may send OSC: `--osc-allow`, else the subnet of the interface OSC listens on."""
+    host = socket.gethostbyname(config.osc_host)  # resolvable: check_osc_port bound it
+    if config.osc_allow:
+        allow = AllowList.from_entries(config.osc_allow)
+    else:
+        allow = AllowList(local_subnets(host))
+    if not ipaddress.ip_address(host).is_loopback:
+        log.info(
+            "OSC accepted from %s; at most %g datagrams/s per source (burst %d)",
+            allow.describe(),
+            config.osc_rate_hz,
+            config.osc_burst,
+        )
+    return SourceGuard(allow, stats, rate_hz=config.osc_rate_hz, burst=config.osc_burst)
+
+
 async def serve_live(config: LiveConfig) -> None:
     """Run the live server until Ctrl-C or SIGTERM."""
     tonic = parse_key(config.key)
@@ -169,6 +189,7 @@ async def serve_live(config: LiveConfig) -> None:
         )
     follow = config.clock != "internal"
     stats = InputStats()
+    guard = osc_guard(config, stats)
     report = RunReport(
         {
             "livekomp": __version__,
@@ -297,7 +318,15 @@ async def serve_live(config: LiveConfig) -> None:
             await nursery.start(session.router.serve, receive)
             await nursery.start(composer.serve_buffer)
             osc_port = await nursery.start(
-                partial(serve_osc, config.osc_host, config.osc_port, mapping, send.clone(), stats)
+                partial(
+                    serve_osc,
+                    config.osc_host,
+                    config.osc_port,
+                    mapping,
+                    send.clone(),
+                    stats,
+                    guard=guard,
+                )
             )
             midi_in = await nursery.start(
                 partial(serve_midi_in, config.midi_in, mapping, send.clone(), stats, api=api)
