@@ -397,6 +397,7 @@ async def serve_live(config: LiveConfig) -> None:
                 if follower is not None:
                     report.extra["clock_in"] = follower.summary()
                 report.extra["inputs"] = stats.as_dict()
+                report.extra["send_timing"] = timing
                 report.extra.update(session.summary())
                 if voice is not None:
                     report.extra["voice"] = voice.summary()
