@@ -118,6 +118,7 @@ def run(out: Path, count: int, rate_hz: float, settle_s: float, extra: list[str]
         "exit_code": code,
         "summary": summary,
         "log_lines_dropped": sum("input dropped" in line for line in log.splitlines()),
+        "allow_lines": [line for line in log.splitlines() if "OSC accepted from" in line],
     }
     out.write_text(json.dumps(result, indent=1))
 

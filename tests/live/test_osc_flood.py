@@ -32,6 +32,8 @@ def test_a_flood_from_a_denied_and_an_allowed_source(netns, jack_server, tmp_pat
     summary = result["summary"]
     osc = summary["inputs"]["osc"]
     assert result["exit_code"] == 0
+    [allow_line] = result["allow_lines"]  # said once, at start
+    assert "10.77.0.0/24, 127.0.0.0/8, ::1/128" in allow_line and "200 datagrams/s" in allow_line
     # Every datagram is accounted for: parsed, refused by the guard, or lost in the kernel.
     sent = 2 * COUNT + result["slow_controls"]
     assert osc["received"] + osc["denied"] + osc["rate_limited"] + result["kernel_dropped"] == sent
