@@ -12,9 +12,11 @@ process that releases the notes by itself if this process dies.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import os
 import signal
+import socket
 from contextlib import AsyncExitStack
 from functools import partial
 from pathlib import Path
@@ -38,6 +40,7 @@ from livekomp.dispatch.dispatcher import DispatcherError
 from livekomp.dispatch.sender import ProcessDispatcher
 from livekomp.files import write_json_atomically
 from livekomp.inputs.events import ControlEvent
+from livekomp.inputs.guard import AllowList, SourceGuard, local_subnets
 from livekomp.inputs.mapping import load_mapping
 from livekomp.inputs.midi import serve_midi_in
 from livekomp.inputs.osc import check_osc_port, serve_osc
@@ -144,6 +147,23 @@ async def _start_voice(
     return parts, audio
 
 
+def osc_guard(config: LiveConfig, stats: InputStats) -> SourceGuard:
+    """Who may send OSC: `--osc-allow`, else the subnet of the interface OSC listens on."""
+    host = socket.gethostbyname(config.osc_host)  # resolvable: check_osc_port bound it
+    if config.osc_allow:
+        allow = AllowList.from_entries(config.osc_allow)
+    else:
+        allow = AllowList(local_subnets(host))
+    if not ipaddress.ip_address(host).is_loopback:
+        log.info(
+            "OSC accepted from %s; at most %g datagrams/s per source (burst %d)",
+            allow.describe(),
+            config.osc_rate_hz,
+            config.osc_burst,
+        )
+    return SourceGuard(allow, stats, rate_hz=config.osc_rate_hz, burst=config.osc_burst)
+
+
 async def serve_live(config: LiveConfig, *, status_console: Console | None = None) -> None:
     """Run the live server until Ctrl-C or SIGTERM; with `status_console`, draw the status view
     on it (`livekomp.status`)."""
@@ -172,6 +192,7 @@ async def serve_live(config: LiveConfig, *, status_console: Console | None = Non
         )
     follow = config.clock != "internal"
     stats = InputStats()
+    guard = osc_guard(config, stats)
     report = RunReport(
         {
             "livekomp": __version__,
@@ -313,7 +334,15 @@ async def serve_live(config: LiveConfig, *, status_console: Console | None = Non
             await nursery.start(session.router.serve, receive)
             await nursery.start(composer.serve_buffer)
             osc_port = await nursery.start(
-                partial(serve_osc, config.osc_host, config.osc_port, mapping, send.clone(), stats)
+                partial(
+                    serve_osc,
+                    config.osc_host,
+                    config.osc_port,
+                    mapping,
+                    send.clone(),
+                    stats,
+                    guard=guard,
+                )
             )
             midi_in = await nursery.start(
                 partial(serve_midi_in, config.midi_in, mapping, send.clone(), stats, api=api)
@@ -389,6 +418,7 @@ async def serve_live(config: LiveConfig, *, status_console: Console | None = Non
                 if follower is not None:
                     report.extra["clock_in"] = follower.summary()
                 report.extra["inputs"] = stats.as_dict()
+                report.extra["send_timing"] = timing
                 report.extra.update(session.summary())
                 if voice is not None:
                     report.extra["voice"] = voice.summary()

@@ -32,6 +32,9 @@ SERVE_FLAGS: dict[str, str] = {
     "mapping": "mappings",
     "osc_host": "osc_host",
     "osc_port": "osc_port",
+    "osc_allow": "osc_allow",
+    "osc_rate": "osc_rate_hz",
+    "osc_burst": "osc_burst",
     "midi_api": "midi_api",
     "midi_out": "midi_out",
     "midi_in": "midi_in",
@@ -261,6 +264,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--osc-host", help="address to listen for OSC on (default 127.0.0.1)")
     serve.add_argument("--osc-port", type=int, help="UDP port for OSC (default 9000)")
+    serve.add_argument(
+        "--osc-allow",
+        action="append",
+        metavar="ADDR/PREFIX",
+        help="accept OSC only from this network (repeatable; default: the subnet of the "
+        "interface --osc-host listens on; localhost is always allowed)",
+    )
+    serve.add_argument(
+        "--osc-rate",
+        type=float,
+        metavar="HZ",
+        help="OSC datagrams a second per source address; more are dropped (default 2000)",
+    )
+    serve.add_argument(
+        "--osc-burst",
+        type=int,
+        metavar="N",
+        help="OSC datagrams a source may send at once before --osc-rate applies (default 2000)",
+    )
     serve.add_argument(
         "--midi-api",
         choices=["auto", "jack", "alsa", "coremidi"],

@@ -21,6 +21,7 @@ from typing import Any
 
 from livekomp.clock.clock import MAX_BPM, MIN_BPM
 from livekomp.composer import COMPOSERS, ComposerSettings
+from livekomp.inputs.guard import DEFAULT_BURST, DEFAULT_RATE_HZ, AllowError, parse_allow
 from livekomp.music.phrase import BASE_STYLE, adapters, parse_style
 from livekomp.music.theory import parse_key
 from livekomp.tomlfile import read_toml
@@ -41,6 +42,11 @@ class LiveConfig:
     mappings: tuple[str, ...] = ("touchosc", "midi_cc")
     osc_host: str = "127.0.0.1"
     osc_port: int = 9000
+    # Networks OSC is accepted from ("ADDR/PREFIX"); () = the listening interface's subnet.
+    # Loopback is always allowed. Matters only when osc_host is not a loopback address.
+    osc_allow: tuple[str, ...] = ()
+    osc_rate_hz: float = DEFAULT_RATE_HZ  # datagrams a second per source, past which are dropped
+    osc_burst: int = DEFAULT_BURST  # datagrams a source may send at once before the rate applies
     midi_api: str = "auto"  # auto, jack, alsa, coremidi
     midi_out: str | None = None  # None: a virtual port named "livekomp"
     midi_in: str | None = None  # None: a virtual input port for controllers
@@ -102,6 +108,8 @@ class LiveConfig:
     def __post_init__(self) -> None:
         checks = {
             "osc_port": 0 <= self.osc_port <= 65535,
+            "osc_rate_hz": 1 <= self.osc_rate_hz <= 1_000_000,
+            "osc_burst": 1 <= self.osc_burst <= 1_000_000,
             "bpm": MIN_BPM <= self.bpm <= MAX_BPM,
             "beats_per_bar": 1 <= self.beats_per_bar <= 16,
             "lookahead_beats": 0 < self.lookahead_beats <= self.beats_per_bar,
@@ -133,6 +141,11 @@ class LiveConfig:
                 parse_target(self.feedback)
             except ValueError as exc:
                 raise ConfigError(f"feedback: {exc}") from None
+        for entry in self.osc_allow:
+            try:
+                parse_allow(entry)
+            except AllowError as exc:
+                raise ConfigError(f"osc_allow: {exc}") from None
         try:
             parse_key(self.key)
         except ValueError as exc:

@@ -22,6 +22,7 @@ import trio
 from pythonosc.osc_packet import OscPacket
 
 from livekomp.inputs.events import ControlEvent
+from livekomp.inputs.guard import SourceGuard
 from livekomp.inputs.mapping import InputError, Mapping
 from livekomp.inputs.stats import InputStats
 
@@ -167,9 +168,13 @@ async def serve_osc(
     send_channel: trio.MemorySendChannel[ControlEvent],
     stats: InputStats,
     *,
+    guard: SourceGuard | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Listen for OSC on UDP `host:port` until cancelled; `started` with the bound port."""
+    """Listen for OSC on UDP `host:port` until cancelled; `started` with the bound port.
+
+    With a `guard`, each datagram's source is checked before it is parsed: one it refuses
+    (not allowed, or over its rate) is counted there and costs nothing more."""
     with trio.socket.socket(trio.socket.AF_INET, trio.socket.SOCK_DGRAM) as sock:
         try:
             await sock.bind((host, port))
@@ -182,9 +187,11 @@ async def serve_osc(
             task_status.started(bound_port)
             while True:
                 try:
-                    datagram, _peer = await sock.recvfrom(MAX_DATAGRAM_BYTES)
+                    datagram, peer = await sock.recvfrom(MAX_DATAGRAM_BYTES)
                 except (ConnectionResetError, ConnectionRefusedError):
                     continue  # an ICMP error for something we never sent; UDP has no connection
+                if guard is not None and not guard.admit(peer[0]):
+                    continue  # (recvfrom yields to trio even with data waiting: no starvation)
                 for timed in events_from_osc(mapping, datagram, stats):
                     if timed.delay_s > 0:
                         schedule.push_nowait(trio.current_time() + timed.delay_s, timed.event)

@@ -29,6 +29,8 @@ REASONS = (
     "out_of_range",  # a value outside the declared input range
     "malformed",  # bytes that do not parse as OSC / MIDI
     "overflow",  # dropped because a queue was full or a timetag too far ahead
+    "denied",  # OSC datagrams from an address outside --osc-allow (not counted as received)
+    "rate_limited",  # OSC datagrams past their source's rate (not counted as received)
 )
 
 

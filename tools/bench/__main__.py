@@ -14,6 +14,7 @@ from typing import Any
 import tools.bench
 from tools.bench import (
     clock,
+    flood,
     follow,
     link,
     models,
@@ -44,6 +45,13 @@ class Command:
 
 
 COMMANDS = (
+    Command(
+        "flood",
+        "an OSC flood from an allowed and a denied source: sender lateness, where it went",
+        flood.add_arguments,
+        flood.run,
+        flood.format_flood,
+    ),
     Command(
         "timing",
         "sender process vs dispatcher thread vs trio: send-time error under load",
