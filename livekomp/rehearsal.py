@@ -36,6 +36,7 @@ from livekomp.inputs.setlist import Setlist, serve_setlist
 from livekomp.mood import Mood, MoodState
 from livekomp.music.phrase import BASE_STYLE, adapters
 from livekomp.music.theory import parse_key
+from livekomp.outputs.html_report import write_html_report
 from livekomp.outputs.midifile import MidiFileRecorder
 from livekomp.outputs.report import RunReport
 from livekomp.performer import PerformerConfig
@@ -245,6 +246,13 @@ async def _rehearse(
         figures, described = _write_audio(files.stage("set.wav"), recorder.path, clips, audio)
         report.extra["audio"] = {**figures, "voice": voice.summary()}
     report.write(files.stage("summary.json"))
+    write_html_report(
+        files.stage("report.html"),
+        report.as_dict(),
+        report.roll,
+        sorted({cue.bar for cue in setlist.cues}),
+        audio=wav_path is not None,
+    )
     return RehearsalResult(
         files.folder / "set.mid",
         files.folder / "summary.json",

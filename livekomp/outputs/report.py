@@ -24,6 +24,8 @@ class RunReport:
         self.lines: list[dict[str, object]] = []
         self.extra: dict[str, object] = {}
         self._current_bar = 0
+        # (bar, part, pitch, start_beats, duration_beats) for the piano roll; not in the JSON
+        self.roll: list[tuple[int, str, int, float, float]] = []
 
     def on_bar(self, bar: ComposedBar, mood: Mood, style: str = BASE_STYLE) -> None:
         self._current_bar = bar.index
@@ -39,6 +41,10 @@ class RunReport:
         if style != BASE_STYLE:
             entry["style"] = style
         self.bars.append(entry)
+        for part, notes in bar.parts.items():
+            self.roll.extend(
+                (bar.index, part.value, n.pitch, n.start_beats, n.duration_beats) for n in notes
+            )
 
     def on_line(self, kind: str, event: ControlEvent, bar: int | None = None) -> None:
         self.lines.append(
