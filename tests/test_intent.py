@@ -25,3 +25,8 @@ def test_bad_text_is_neutral_with_reason():
     for text in ["", "   ", "😀😀", "x" * 10_000, "\x00\x01\x02"]:
         r = read(text)
         assert (r.valence, r.arousal) == (0.0, 0.0) and r.why
+
+
+def test_contrast_weights_the_clause_after_but():
+    assert read("it started great but now I feel awful").valence < 0
+    assert read("it started awful but now I feel great").valence > 0
