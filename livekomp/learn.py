@@ -19,6 +19,7 @@ from pathlib import Path
 
 import trio
 
+from livekomp.files import write_atomically
 from livekomp.inputs.events import TRIGGER_PARAMS, Param
 from livekomp.inputs.mapping import load_mapping
 
@@ -192,7 +193,6 @@ async def run_learn(
             await trio.to_thread.run_sync(close_input, midi_in)
     if not learned:
         return learned
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(mapping_text(learned, name or out.stem))
+    write_atomically(out, mapping_text(learned, name or out.stem).encode())  # whole or not at all
     load_mapping([out])  # what was written must load
     return learned

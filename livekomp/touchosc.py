@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from livekomp.files import write_atomically
 from livekomp.inputs.events import Param
 from livekomp.inputs.mapping import ArgRoute, Mapping
 from livekomp.music.phrase import BASE_STYLE
@@ -289,7 +290,7 @@ def build_layout(mapping: Mapping, styles: Sequence[str] = ()) -> Layout:
 
 def write_layout(mapping: Mapping, path: str | Path, styles: Sequence[str] = ()) -> Layout:
     layout = build_layout(mapping, styles)
-    Path(path).write_bytes(layout.to_bytes())
+    write_atomically(path, layout.to_bytes())  # whole or not at all
     return layout
 
 

@@ -107,3 +107,14 @@ def test_style_buttons_send_the_names_serve_loads(tmp_path, capsys):
     frames = [node.findtext("properties/property[key='frame']/value/x") for node in buttons]
     assert len(set(frames)) == 3  # side by side
     assert main(["layout", "touchosc", "--style", "no good", "--out", str(out)]) == 2
+
+
+def test_a_layout_that_cannot_be_put_in_place_leaves_no_partial_file(tmp_path):
+    from livekomp.touchosc import write_layout
+
+    target = tmp_path / "livekomp.tosc"
+    target.mkdir()  # the rename onto a folder fails after the bytes are written
+    with pytest.raises(OSError):
+        write_layout(load_mapping(["touchosc"]), target)
+    assert list(tmp_path.iterdir()) == [target]  # no temporary left beside it
+    assert list(target.iterdir()) == []
