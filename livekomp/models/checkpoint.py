@@ -17,9 +17,11 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
+from livekomp.files import write_atomically
 from livekomp.models.groove import GrooveConfig, GroovePredictor
 from livekomp.models.harmony import HarmonyConfig, HarmonyPredictor
 from livekomp.models.melody import MelodyConfig, MelodyTransformer
@@ -50,7 +52,10 @@ def save(model: nn.Module, kind: str, directory: Path, meta: dict[str, Any] | No
     directory.mkdir(parents=True, exist_ok=True)
     weights = directory / f"{kind}.safetensors"
     tensors = {name: t.detach().cpu().contiguous() for name, t in model.state_dict().items()}
-    save_file(tensors, str(weights), metadata={"kind": kind, "format": str(FORMAT)})
+    # Whole or not at all: a checkpoint cut off mid-write would load as garbage or not at all.
+    write_atomically(
+        weights, safetensors_bytes(tensors, metadata={"kind": kind, "format": str(FORMAT)})
+    )
     description = {
         "kind": kind,
         "format": FORMAT,
@@ -59,7 +64,9 @@ def save(model: nn.Module, kind: str, directory: Path, meta: dict[str, Any] | No
         "sha256": sha256(weights),
         **(meta or {}),
     }
-    (directory / f"{kind}.json").write_text(json.dumps(description, indent=2) + "\n")
+    write_atomically(
+        directory / f"{kind}.json", (json.dumps(description, indent=2) + "\n").encode()
+    )
     return weights
 
 

@@ -5,8 +5,10 @@ import json
 import pytest
 import torch
 
+from livekomp import files
 from livekomp.models import checkpoint
 from livekomp.models.checkpoint import CheckpointError
+from livekomp.models.melody import MelodyTransformer
 from tests.models.conftest import TINY_MELODY, save_tiny, tiny_models
 from tests.models.test_melody import random_steps
 
@@ -70,3 +72,21 @@ def test_another_models_description_is_refused(tmp_path):
     (tmp_path / "harmony.json").write_text("{not json")
     with pytest.raises(CheckpointError, match=r"harmony\.json: unreadable"):
         checkpoint.load("harmony", tmp_path)
+
+
+def test_a_save_cut_off_leaves_the_old_checkpoint_whole(tmp_path, monkeypatch):
+    """Saving writes each file under a temporary name, then renames it: a save that fails
+    midway (the disk full, Ctrl-C) leaves the checkpoint that was there, loadable, and nothing
+    half-written beside it."""
+    save_tiny(tmp_path)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    other = MelodyTransformer(TINY_MELODY)  # other weights: a save that landed would show
+
+    def cut_off(source, destination):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files.os, "replace", cut_off)
+    with pytest.raises(OSError, match="No space"):
+        checkpoint.save(other, "melody", tmp_path)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    assert checkpoint.load("melody", tmp_path).config == TINY_MELODY
