@@ -23,7 +23,7 @@ def jack_running() -> bool:
 
 def jack_ports() -> list[str]:
     result = subprocess.run(
-        ["jack_lsp"], capture_output=True, text=True, env=NO_AUTOSTART, check=True
+        ["jack_lsp"], capture_output=True, text=True, env=NO_AUTOSTART, check=True, timeout=10
     )
     return result.stdout.splitlines()
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 
 import pytest
 
 from tools.bench.load import Load
+from tools.link_scenario import netns_command
 from tools.peers import MidiDump, Serve
 
 
@@ -51,3 +53,14 @@ def midi_dump(tmp_path, jack_server):
     yield start
     for dump in dumps:
         dump.close()
+
+
+@pytest.fixture
+def netns():
+    """Network namespaces can be made here (`unshare --net`, root): the tests that run peers in
+    one of their own (Link, the OSC flood) skip, saying why, where they cannot."""
+    if shutil.which("unshare") is None or shutil.which("ip") is None:
+        pytest.skip("needs unshare and ip (util-linux, iproute2)")
+    probe = subprocess.run(netns_command(["true"]), capture_output=True, text=True)
+    if probe.returncode != 0:
+        pytest.skip(f"cannot make a network namespace here (root needed): {probe.stderr.strip()}")

@@ -4,7 +4,6 @@ their own, so nothing reaches the real network. See tools/link_scenario.py."""
 from __future__ import annotations
 
 import json
-import shutil
 import statistics
 import subprocess
 import sys
@@ -18,16 +17,13 @@ pytestmark = [pytest.mark.jack, pytest.mark.link]
 
 
 @pytest.fixture
-def netns():
+def link_netns(netns):
     pytest.importorskip("link", reason="LinkPython-extern is not installed")
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        pytest.skip("needs unshare and ip (util-linux, iproute2)")
-    probe = subprocess.run(netns_command(["true"]), capture_output=True, text=True)
-    if probe.returncode != 0:
-        pytest.skip(f"cannot make a network namespace here (root needed): {probe.stderr.strip()}")
 
 
-def test_livekomp_follows_a_link_peer_and_proposes_to_the_session(netns, jack_server, tmp_path):
+def test_livekomp_follows_a_link_peer_and_proposes_to_the_session(
+    link_netns, jack_server, tmp_path
+):
     out = tmp_path / "link.json"
     script = str(REPO / "tools" / "link_scenario.py")
     subprocess.run(netns_command([sys.executable, script, str(out), "4"]), timeout=120)

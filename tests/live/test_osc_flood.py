@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 
@@ -12,15 +11,6 @@ import pytest
 from tools.link_scenario import netns_command
 
 COUNT = 20_000  # per source: 100x the allowed source's rate of 200/s over the 2 s flood
-
-
-@pytest.fixture
-def netns():
-    if shutil.which("unshare") is None or shutil.which("ip") is None:
-        pytest.skip("needs unshare and ip (util-linux, iproute2)")
-    probe = subprocess.run(netns_command(["true"]), capture_output=True, text=True)
-    if probe.returncode != 0:
-        pytest.skip(f"cannot make a network namespace here (root needed): {probe.stderr.strip()}")
 
 
 def test_a_flood_from_a_denied_and_an_allowed_source(netns, jack_server, tmp_path):
